@@ -1,0 +1,15 @@
+import os
+
+import pytest
+import torch
+
+# Keep DDS on this machine and away from other runs (CI sets these too; tests must not depend on it).
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", "77")
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
