@@ -45,14 +45,13 @@ setup(
     extras_require={
         "ros": ROS_WHEELS,
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
-        "test": ["pytest", "catkin_pkg", "onnx", "onnxruntime", "onnxscript"],
+        "test": ["pytest", "catkin_pkg", "colcon-common-extensions", "onnx", "onnxruntime", "onnxscript"],
     },
     zip_safe=True,
     maintainer="rtseg_ros maintainers",
     maintainer_email="maintainers@rtseg-ros.dev",
     description="Real-time semantic segmentation for ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "rtseg-synth = rtseg_ros.data.synth:main",

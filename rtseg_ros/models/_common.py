@@ -14,23 +14,31 @@ def resize_like(logits: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint safely (``weights_only=True``) and return its flat state_dict.
+    """Read a checkpoint safely (``weights_only=True``) and return its flat state_dict."""
+    return extract_state_dict(read_checkpoint(path), str(path))
 
-    Accepts a bare state_dict or one nested under ``state_dict``/``model``, and strips the
-    ``module.``/``model.`` prefixes that DataParallel and some trainers add.
-    """
+
+def read_checkpoint(path: str | Path):
+    """``torch.load(weights_only=True)`` with messages a user understands."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip archives, ...
-        raise ValueError(f"cannot read weights file {path}: {exc}") from exc
+        raise ValueError(f"cannot read weights file {path}: not a PyTorch checkpoint, truncated, or it holds "
+                         f"objects other than tensors ({type(exc).__name__})") from exc
+    return obj
+
+
+def extract_state_dict(obj, source: str) -> dict[str, torch.Tensor]:
+    """The flat state_dict in a loaded checkpoint: bare, or nested under ``state_dict``/``model``, with
+    the ``module.``/``model.`` prefixes that DataParallel and some trainers add stripped."""
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path} does not contain a state_dict of tensors")
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{source} does not contain a state_dict of tensors")
     return {_strip_prefix(k): v for k, v in obj.items()}
 
 

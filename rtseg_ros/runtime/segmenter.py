@@ -1,0 +1,283 @@
+"""The Segmenter: uint8 camera frame in, labels / colour / overlay / confidence out.
+
+Everything numeric happens on the chosen device: the frame is uploaded once as uint8 (through a pinned
+staging buffer on CUDA), then colour order, resize, normalisation, the network, upsampling, argmax,
+palette lookup and alpha blend run there, and only uint8 images come back. Buffers are allocated on the
+first frame and reused while size, encoding and requested outputs stay the same; on CUDA with static
+shapes the whole device pipeline is captured once as a CUDA graph and replayed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtseg_ros.data.labels import DatasetInfo
+from rtseg_ros.runtime.folding import fold_batchnorm
+from rtseg_ros.runtime.weights import LoadedModel, load_model
+
+log = logging.getLogger(__name__)
+
+# Channel order that turns each encoding into RGB.
+ENCODINGS = {"rgb8": (0, 1, 2), "bgr8": (2, 1, 0), "rgba8": (0, 1, 2), "bgra8": (2, 1, 0), "mono8": (0, 0, 0)}
+CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+OUTPUTS = ("labels", "color", "overlay", "confidence")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+STAGES = ("upload", "preprocess", "inference", "postprocess", "download")
+
+
+class UnsupportedEncoding(ValueError):
+    pass
+
+
+@dataclass
+class SegmentationResult:
+    """uint8 arrays; views of the Segmenter's host buffers, valid until its next call (copy to keep)."""
+
+    labels: np.ndarray
+    color: np.ndarray | None = None
+    overlay: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def network_size(frame_hw: tuple[int, int], input_size: tuple[int, int], keep_aspect: bool, multiple: int = 32) -> tuple[int, int]:
+    """Network input (H, W) for a frame: ``input_size`` itself, or (``keep_aspect``) the frame scaled to
+    fit inside ``input_size`` with its aspect kept, rounded to a multiple of ``multiple``."""
+    if not keep_aspect:
+        return input_size
+    scale = min(input_size[0] / frame_hw[0], input_size[1] / frame_hw[1])
+    return tuple(max(multiple, int(round(side * scale / multiple)) * multiple) for side in frame_hw)
+
+
+class Segmenter:
+    """Run a registry model (or an rtseg checkpoint) on camera frames.
+
+    Args:
+        model: registry name (``farsee``, ``ddrnet23_slim``, ...) or ``None`` when ``weights`` is an
+            ``rtseg-train`` checkpoint that names its model.
+        weights: ``rtseg-train`` checkpoint or a published state_dict the model zoo loads. ``None``: random
+            initialisation (plumbing checks only; ``self.random_weights`` is then True).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``.
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (torch: half weights; TensorRT: builder flag).
+        input_size: network input (H, W); default: the model's (or the checkpoint's) input size.
+        keep_aspect: scale frames into ``input_size`` keeping their aspect (True), or stretch (False).
+        output_resolution: ``"input"`` (the frame's size) or ``"network"`` (the network input size).
+        upsample: ``"logits"`` (bilinear logits, then argmax; the papers' protocol) or ``"labels"``
+            (argmax at the output stride, nearest upsampling of labels: faster).
+        dataset: class table for palette and names when the weights do not carry one.
+        cuda_graphs: capture the device pipeline as a CUDA graph for static shapes (CUDA, torch backend).
+        engine_cache_dir / onnx_path: where ONNX exports and TensorRT engines are kept.
+    """
+
+    def __init__(self, model: str | None = None, weights: str | None = None, device: str = "cpu",
+                 backend: str = "torch", precision: str = "fp32", input_size: tuple[int, int] | None = None,
+                 keep_aspect: bool = True, output_resolution: str = "input", upsample: str = "logits",
+                 dataset: str = "cityscapes", num_classes: int | None = None, fold_bn: bool = True,
+                 channels_last: bool = True, cuda_graphs: bool = True, engine_cache_dir: str | None = None):
+        if precision not in DTYPES:
+            raise ValueError(f"precision must be one of {', '.join(DTYPES)}, got {precision!r}")
+        if output_resolution not in ("input", "network"):
+            raise ValueError(f"output_resolution must be 'input' or 'network', got {output_resolution!r}")
+        if upsample not in ("logits", "labels"):
+            raise ValueError(f"upsample must be 'logits' or 'labels', got {upsample!r}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but no CUDA GPU is available (use device:=cpu)")
+        self.loaded: LoadedModel = load_model(model, weights, dataset=dataset, num_classes=num_classes)
+        self.dataset: DatasetInfo = self.loaded.dataset
+        self.input_size = tuple(input_size or self.loaded.input_size)
+        self.keep_aspect, self.output_resolution, self.upsample = keep_aspect, output_resolution, upsample
+        self.backend_name, self.precision = backend, precision
+        self.dtype = DTYPES[precision]
+        self.random_weights = weights is None
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda" and backend == "torch"
+        self.channels_last = channels_last and backend == "torch"
+        self.engine_cache_dir = engine_cache_dir
+
+        network = self.loaded.model.eval()
+        network.upsample_logits = False  # the Segmenter upsamples itself, after choosing how
+        if fold_bn:
+            sample = torch.randn(1, 3, 128, 256)
+            network, self.folded_bn = fold_batchnorm(network, sample)
+        else:
+            self.folded_bn = 0
+        mean = torch.tensor(self.loaded.mean, dtype=torch.float32)
+        std = torch.tensor(self.loaded.std, dtype=torch.float32)
+        # uint8 → normalised float in one multiply-add: x * scale + bias == (x / 255 - mean) / std
+        self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(self.device)
+        self._bias = (-mean / std).view(1, 3, 1, 1).to(self.device)
+        self._palette = torch.from_numpy(self.dataset.palette_lut()).to(self.device)
+        self._alpha = torch.tensor(0.5, device=self.device)
+        self._runner = self._make_runner(network)
+        self._key = None  # (H, W, encoding, outputs) the buffers were built for
+        self.reallocations = 0
+
+    # -- backends -----------------------------------------------------------------------------------
+    def _make_runner(self, network: nn.Module):
+        if self.backend_name == "torch":
+            network = network.to(self.device, dtype=self.dtype)
+            if self.channels_last:
+                network = network.to(memory_format=torch.channels_last)
+            self.network = network
+
+            def run(x):
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                return network(x.to(self.dtype)).float()
+            return run
+        from rtseg_ros.runtime import backends
+
+        if self.backend_name == "onnxruntime":
+            return backends.OnnxRuntimeRunner(network, self.device, self.loaded, self.engine_cache_dir)
+        if self.backend_name == "tensorrt":
+            return backends.TensorRTRunner(network, self.device, self.loaded, self.precision, self.engine_cache_dir)
+        raise ValueError(f"backend must be 'torch', 'onnxruntime' or 'tensorrt', got {self.backend_name!r}")
+
+    # -- buffers -------------------------------------------------------------------------------------
+    def _allocate(self, height: int, width: int, encoding: str, outputs: tuple[str, ...]) -> None:
+        dev, pinned = self.device, self.device.type == "cuda"
+        channels = CHANNELS[encoding]
+        self.net_hw = network_size((height, width), self.input_size, self.keep_aspect)
+        self.out_hw = (height, width) if self.output_resolution == "input" else self.net_hw
+        oh, ow = self.out_hw
+        self.host_in = torch.empty((height, width, channels), dtype=torch.uint8, pin_memory=pinned)
+        self.dev_in = self.host_in if dev.type == "cpu" else torch.empty_like(self.host_in, device=dev)
+        self._perm = torch.tensor(ENCODINGS[encoding], device=dev)
+        self.dev_rgb = torch.empty((1, 3, height, width), dtype=torch.float32, device=dev)
+        shapes = {"labels": (oh, ow), "color": (oh, ow, 3), "overlay": (oh, ow, 3), "confidence": (oh, ow)}
+        self.dev_out = {name: torch.empty(shapes[name], dtype=torch.uint8, device=dev) for name in outputs}
+        self.host_out = {name: (t if dev.type == "cpu" else torch.empty(t.shape, dtype=torch.uint8, pin_memory=True))
+                         for name, t in self.dev_out.items()}
+        self._graph = None
+        self.reallocations += 1
+
+    # -- the device pipeline -------------------------------------------------------------------------
+    def _preprocess(self) -> torch.Tensor:
+        # H×W×C uint8 → 1×3×H×W float RGB (channel reorder by index), then resize and normalise.
+        self.dev_rgb.copy_(self.dev_in.index_select(2, self._perm).permute(2, 0, 1).unsqueeze(0))
+        x = F.interpolate(self.dev_rgb, size=self.net_hw, mode="bilinear", align_corners=False)
+        return x.mul_(self._scale).add_(self._bias)
+
+    def _postprocess(self, logits: torch.Tensor) -> None:
+        outputs = self.dev_out
+        if self.upsample == "logits" or "confidence" in outputs:
+            logits = F.interpolate(logits, size=self.out_hw, mode="bilinear", align_corners=False)
+            labels = logits.argmax(1)[0]
+        else:
+            labels = F.interpolate(logits.argmax(1, keepdim=True).to(torch.uint8), size=self.out_hw, mode="nearest")[0, 0]
+        outputs["labels"].copy_(labels)
+        if "confidence" in outputs:
+            outputs["confidence"].copy_(logits.softmax(1).amax(1)[0].mul_(255).round_())
+        if "color" in outputs or "overlay" in outputs:
+            color = self._palette[outputs["labels"].long()]
+            if "color" in outputs:
+                outputs["color"].copy_(color)
+            if "overlay" in outputs:
+                base = self.dev_rgb if self.out_hw == tuple(self.dev_rgb.shape[-2:]) else \
+                    F.interpolate(self.dev_rgb, size=self.out_hw, mode="bilinear", align_corners=False)
+                blend = torch.lerp(base[0].permute(1, 2, 0), color.float(), self._alpha)
+                outputs["overlay"].copy_(blend.round_())
+
+    def _device_pipeline(self) -> None:
+        self._postprocess(self._runner(self._preprocess()))
+
+    # -- public API ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray, encoding: str = "rgb8", outputs: tuple[str, ...] = ("labels",),
+                 overlay_alpha: float = 0.5) -> SegmentationResult:
+        """Segment one H×W×C uint8 frame (C = 1 for mono8, 3 or 4 otherwise)."""
+        if encoding not in ENCODINGS:
+            raise UnsupportedEncoding(f"unsupported encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[..., None]
+        channels = CHANNELS[encoding]
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != channels or 0 in image.shape:
+            raise ValueError(f"{encoding} frame must be a non-empty H×W×{channels} uint8 array, "
+                             f"got {image.shape} {image.dtype}")
+        unknown = set(outputs) - set(OUTPUTS)
+        if unknown:
+            raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
+        outputs = tuple(name for name in OUTPUTS if name in outputs or name == "labels")
+        key = (image.shape[0], image.shape[1], encoding, outputs)
+        if key != self._key:
+            if self._key is not None:
+                log.info("frame size/encoding/outputs changed to %s: reallocating buffers", key)
+            self._allocate(image.shape[0], image.shape[1], encoding, outputs)
+            self._key = key
+        self._alpha.fill_(float(np.clip(overlay_alpha, 0.0, 1.0)))
+        return self._run_cuda(image) if self.device.type == "cuda" else self._run_cpu(image)
+
+    def _run_cpu(self, image: np.ndarray) -> SegmentationResult:
+        t0 = time.perf_counter()
+        np.copyto(self.host_in.numpy(), image)
+        t1 = time.perf_counter()
+        x = self._preprocess()
+        t2 = time.perf_counter()
+        logits = self._runner(x)
+        t3 = time.perf_counter()
+        self._postprocess(logits)
+        t4 = time.perf_counter()
+        timings = dict(zip(STAGES, (1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2), 1e3 * (t4 - t3), 0.0)))
+        return self._result(timings)
+
+    def _run_cuda(self, image: np.ndarray) -> SegmentationResult:
+        stream = torch.cuda.current_stream(self.device)
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(6)]
+        np.copyto(self.host_in.numpy(), image)
+        events[0].record(stream)
+        self.dev_in.copy_(self.host_in, non_blocking=True)
+        events[1].record(stream)
+        if self.cuda_graphs:
+            if self._graph is None:
+                self._graph = self._capture()
+            events[2].record(stream)
+            self._graph.replay()
+            events[3].record(stream)
+            events[4].record(stream)  # inside the graph: preprocess+inference+postprocess count as inference
+        else:
+            x = self._preprocess()
+            events[2].record(stream)
+            logits = self._runner(x)
+            events[3].record(stream)
+            self._postprocess(logits)
+            events[4].record(stream)
+        for name, tensor in self.dev_out.items():
+            self.host_out[name].copy_(tensor, non_blocking=True)
+        events[5].record(stream)
+        events[5].synchronize()
+        timings = {stage: events[i].elapsed_time(events[i + 1]) for i, stage in enumerate(STAGES)}
+        if self.cuda_graphs:
+            timings["preprocess"] = 0.0
+        return self._result(timings)
+
+    def _capture(self) -> torch.cuda.CUDAGraph:
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up: cuDNN autotuning and lazy init must not land in the graph
+                self._device_pipeline()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._device_pipeline()
+        return graph
+
+    def _result(self, timings: dict[str, float]) -> SegmentationResult:
+        host = {name: tensor.numpy() for name, tensor in self.host_out.items()}
+        return SegmentationResult(labels=host["labels"], color=host.get("color"), overlay=host.get("overlay"),
+                                  confidence=host.get("confidence"), timings_ms=timings)
+
+    def describe(self) -> dict:
+        """Facts for diagnostics and logs."""
+        return {"model": self.loaded.name, "backend": self.backend_name, "device": str(self.device),
+                "precision": self.precision, "input_size": "x".join(map(str, self.input_size)),
+                "weights": self.loaded.weights_note, "classes": self.dataset.num_classes,
+                "folded_bn": self.folded_bn, "cuda_graphs": self.cuda_graphs}

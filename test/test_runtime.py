@@ -1,0 +1,245 @@
+"""Segmenter: pre/post-processing against OpenCV/NumPy references, buffers, backends, weights."""
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from rtseg_ros.data.labels import get_dataset_info
+from rtseg_ros.models import build_model, get_entry
+from rtseg_ros.runtime import backends
+from rtseg_ros.runtime.folding import fold_batchnorm
+from rtseg_ros.runtime.segmenter import ENCODINGS, Segmenter, UnsupportedEncoding, network_size
+
+MODEL = "farsee"  # the runtime does not depend on the network; one small input keeps this file fast
+NET = (64, 128)
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    torch.manual_seed(0)
+    return Segmenter(MODEL, input_size=NET)
+
+
+def frame(h=96, w=160, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def encode(rgb, encoding):
+    return {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)]),
+            "bgra8": np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 7, np.uint8)]),
+            "mono8": rgb[..., :1]}[encoding]
+
+
+def reference_preprocess(rgb, net_hw, mean, std):
+    resized = cv2.resize(rgb.astype(np.float32), (net_hw[1], net_hw[0]), interpolation=cv2.INTER_LINEAR)
+    return ((resized / 255.0 - mean) / std).transpose(2, 0, 1)[None]
+
+
+def test_network_size_keeps_aspect_in_multiples_of_32():
+    assert network_size((1024, 2048), (512, 1024), keep_aspect=True) == (512, 1024)
+    assert network_size((720, 1280), (512, 1024), keep_aspect=True) == (512, 896)
+    assert network_size((720, 1280), (512, 1024), keep_aspect=False) == (512, 1024)
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+def test_preprocess_matches_opencv(segmenter, encoding):
+    rgb = frame()
+    if encoding == "mono8":
+        rgb = np.repeat(rgb[..., :1], 3, axis=2)
+    segmenter(encode(rgb, encoding), encoding)
+    got = segmenter._preprocess().numpy()
+    expected = reference_preprocess(rgb, segmenter.net_hw, np.array(segmenter.loaded.mean), np.array(segmenter.loaded.std))
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_postprocess_matches_numpy_reference(segmenter):
+    rgb = frame()
+    segmenter(rgb, "rgb8", outputs=("labels", "color", "overlay", "confidence"), overlay_alpha=0.25)
+    logits = torch.randn(1, 19, 24, 40)
+    segmenter._postprocess(logits)
+    up = np.stack([cv2.resize(c, (160, 96), interpolation=cv2.INTER_LINEAR) for c in logits[0].numpy()])
+    labels = up.argmax(0)
+    out = {k: v.numpy() for k, v in segmenter.dev_out.items()}
+    assert (out["labels"] == labels).mean() > 0.999
+    palette = get_dataset_info("cityscapes").palette
+    np.testing.assert_array_equal(out["color"], palette[out["labels"]])
+    blend = np.round(0.75 * rgb + 0.25 * palette[out["labels"]].astype(np.float64))
+    assert np.abs(out["overlay"].astype(int) - blend).max() <= 1
+    softmax = np.exp(up - up.max(0)) / np.exp(up - up.max(0)).sum(0)
+    assert np.abs(out["confidence"].astype(int) - np.round(255 * softmax.max(0))).max() <= 1
+
+
+def test_labels_nearest_upsampling_option():
+    torch.manual_seed(0)
+    fast = Segmenter(MODEL, input_size=NET, upsample="labels")
+    fast(frame(), "rgb8")
+    logits = torch.randn(1, 19, 24, 40)
+    fast._postprocess(logits)
+    expected = cv2.resize(logits[0].argmax(0).numpy().astype(np.uint8), (160, 96), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(fast.dev_out["labels"].numpy(), expected)
+
+
+def test_buffers_are_reused_and_reallocated_on_change(segmenter):
+    segmenter(frame(seed=1), "rgb8", outputs=("labels", "color"))
+    before = segmenter.reallocations
+    ptrs = (segmenter.host_in.data_ptr(), segmenter.dev_out["labels"].data_ptr(), segmenter.dev_rgb.data_ptr())
+    first = segmenter(frame(seed=2), "rgb8", outputs=("labels", "color"))
+    second = segmenter(frame(seed=3), "rgb8", outputs=("labels", "color"))
+    assert first.labels.ctypes.data == second.labels.ctypes.data  # same host buffer handed out
+    assert (segmenter.host_in.data_ptr(), segmenter.dev_out["labels"].data_ptr(), segmenter.dev_rgb.data_ptr()) == ptrs
+    assert segmenter.reallocations == before
+    segmenter(frame(80, 120), "rgb8", outputs=("labels", "color"))
+    assert segmenter.reallocations == before + 1
+    assert segmenter.host_in.shape == (80, 120, 3)
+    segmenter(frame(80, 120), "bgr8", outputs=("labels", "color"))
+    assert segmenter.reallocations == before + 2
+
+
+def test_every_encoding_gives_the_same_labels(segmenter):
+    rgb = frame(seed=4)
+    results = {enc: segmenter(encode(rgb, enc), enc).labels.copy() for enc in ("rgb8", "bgr8", "rgba8", "bgra8")}
+    for enc, labels in results.items():
+        np.testing.assert_array_equal(labels, results["rgb8"], err_msg=enc)
+    assert segmenter(encode(rgb, "mono8"), "mono8").labels.shape == (96, 160)
+
+
+def test_bad_frames_are_rejected_clearly(segmenter):
+    with pytest.raises(UnsupportedEncoding, match="yuv422"):
+        segmenter(frame(), "yuv422")
+    with pytest.raises(ValueError, match="H×W×4"):
+        segmenter(frame(), "rgba8")
+    with pytest.raises(ValueError, match="non-empty"):
+        segmenter(np.zeros((0, 10, 3), np.uint8), "rgb8")
+    with pytest.raises(ValueError, match="unknown outputs"):
+        segmenter(frame(), "rgb8", outputs=("depth",))
+
+
+def eager_labels(model, rgb, net_hw, mean, std):
+    x = torch.from_numpy(reference_preprocess(rgb, net_hw, np.array(mean), np.array(std))).float()
+    model.eval().upsample_logits = False
+    with torch.no_grad():
+        logits = model(x)
+    return torch.nn.functional.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False).argmax(1)[0].numpy()
+
+
+def test_torch_backend_equals_the_plain_eager_model():
+    torch.manual_seed(0)
+    seg = Segmenter(MODEL, input_size=NET)
+    torch.manual_seed(0)
+    eager = build_model(MODEL)
+    rgb = frame(seed=5)
+    agreement = (seg(rgb, "rgb8").labels == eager_labels(eager, rgb, seg.net_hw, seg.loaded.mean, seg.loaded.std)).mean()
+    assert seg.folded_bn > 0
+    assert agreement >= 0.999
+
+
+def test_batchnorm_folding_changes_nothing_beyond_float_tolerance():
+    torch.manual_seed(0)
+    model = build_model(MODEL).eval()
+    for module in model.modules():  # non-trivial statistics, so folding has something to do
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(1, 3, *NET)
+    folded, count = fold_batchnorm(model, x)
+    def batchnorms(m):
+        return sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+    assert count > 0 and batchnorms(folded) == batchnorms(model) - count
+    with torch.no_grad():
+        np.testing.assert_allclose(folded(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_onnxruntime_backend_agrees_with_torch(tmp_path):
+    torch.manual_seed(0)
+    reference = Segmenter(MODEL, input_size=NET)
+    torch.manual_seed(0)
+    ort_seg = Segmenter(MODEL, input_size=NET, backend="onnxruntime", engine_cache_dir=tmp_path)
+    assert ort_seg._runner.path.suffix == ".onnx" and ort_seg._runner.path.parent == tmp_path
+    rgb = frame(seed=6)
+    assert (ort_seg(rgb, "rgb8").labels == reference(rgb, "rgb8").labels).mean() >= 0.999
+
+
+# -- weights --------------------------------------------------------------------------------------------
+
+def test_state_dict_weights_load_and_wrong_ones_fail_with_one_message(tmp_path):
+    torch.manual_seed(1)
+    model = build_model(MODEL)
+    torch.save(model.state_dict(), tmp_path / "farsee.pt")
+    seg = Segmenter(MODEL, weights=str(tmp_path / "farsee.pt"), input_size=NET)
+    assert not seg.random_weights and "farsee.pt" in seg.describe()["weights"]
+    torch.save(build_model(MODEL, num_classes=11).state_dict(), tmp_path / "farsee11.pt")
+    with pytest.raises(ValueError, match="does not fit model 'farsee' with 19 classes"):
+        Segmenter(MODEL, weights=str(tmp_path / "farsee11.pt"))
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read weights file"):
+        Segmenter(MODEL, weights=str(tmp_path / "broken.pt"))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        Segmenter(MODEL, weights=str(tmp_path / "missing.pt"))
+
+
+def test_rtseg_checkpoint_of_another_model_names_both(tmp_path):
+    entry = get_entry(MODEL)
+    info = get_dataset_info("camvid")
+    checkpoint = {"format": "rtseg_ros/1", "model": MODEL, "model_options": {}, "num_classes": 11, "aux": False,
+                  "dataset": info.to_dict(), "input_size": list(NET), "mean": list(entry.mean),
+                  "std": list(entry.std), "state_dict": build_model(MODEL, num_classes=11).state_dict(), "iteration": 7}
+    torch.save(checkpoint, tmp_path / "camvid.pt")
+    seg = Segmenter(weights=str(tmp_path / "camvid.pt"))  # the checkpoint names model, classes, palette, size
+    assert seg.loaded.name == MODEL and seg.dataset.num_classes == 11 and seg.input_size == NET
+    assert seg(frame(), "rgb8", outputs=("color",)).labels.max() < 11
+    with pytest.raises(ValueError, match="holds model 'farsee' with 11 classes, but model 'ddrnet23_slim'"):
+        Segmenter("ddrnet23_slim", weights=str(tmp_path / "camvid.pt"))
+    with pytest.raises(ValueError, match="with 19 classes was asked for"):
+        Segmenter(MODEL, weights=str(tmp_path / "camvid.pt"), num_classes=19)
+
+
+# -- TensorRT paths that need no TensorRT ------------------------------------------------------------
+
+def test_engine_cache_key_detects_any_change(tmp_path):
+    key = backends.engine_cache_key("farsee", "abc", (1, 3, 512, 1024), "fp16", "10.3.0", "NVIDIA H100")
+    engine, sidecar = backends.engine_paths(tmp_path, key)
+    assert engine.name.startswith("farsee-512x1024-fp16-")
+    assert not backends.cached_engine_matches(engine, sidecar, key)
+    backends._atomic_write(engine, b"engine")
+    backends._atomic_write(sidecar, __import__("json").dumps(key).encode())
+    assert backends.cached_engine_matches(engine, sidecar, key)
+    for field, value in (("weights", "abd"), ("input_shape", [1, 3, 512, 512]), ("precision", "fp32"),
+                         ("tensorrt", "10.4.0"), ("gpu", "NVIDIA A100"), ("model", "ddrnet23")):
+        assert not backends.cached_engine_matches(engine, sidecar, {**key, field: value}), field
+    sidecar.write_text("{corrupt")
+    assert not backends.cached_engine_matches(engine, sidecar, key)
+
+
+def test_missing_tensorrt_says_how_to_install():
+    pytest.importorskip("numpy")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(RuntimeError, match="pip install tensorrt"):
+        Segmenter(MODEL, input_size=NET, backend="tensorrt")
+
+
+# -- CUDA ---------------------------------------------------------------------------------------------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("graphs", [False, True])
+def test_cuda_steady_state_makes_no_allocations(graphs):
+    seg = Segmenter(MODEL, device="cuda", input_size=(256, 512), cuda_graphs=graphs)
+    rgb = frame(512, 1024)
+    for _ in range(3):
+        seg(rgb, "bgr8", outputs=("labels", "color", "overlay"))
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_stats()["allocation.all.allocated"]
+    for _ in range(5):
+        seg(rgb, "bgr8", outputs=("labels", "color", "overlay"))
+    torch.cuda.synchronize()
+    if graphs:
+        assert torch.cuda.memory_stats()["allocation.all.allocated"] == before
+    cpu = Segmenter(MODEL, input_size=(256, 512))
+    assert (seg(rgb, "bgr8").labels == cpu(rgb, "bgr8").labels).mean() > 0.999
