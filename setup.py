@@ -56,6 +56,8 @@ setup(
         "console_scripts": [
             "rtseg-synth = rtseg_ros.data.synth:main",
             "rtseg-models = rtseg_ros.tools.models_table:main",
+            "rtseg-export = rtseg_ros.tools.export:main",
+            "rtseg-bench = rtseg_ros.tools.bench:main",
         ],
     },
 )

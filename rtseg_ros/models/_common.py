@@ -39,7 +39,8 @@ def extract_state_dict(obj, source: str) -> dict[str, torch.Tensor]:
             obj = obj[key]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{source} does not contain a state_dict of tensors")
-    return {_strip_prefix(k): v for k, v in obj.items()}
+    # HRNet-style trainers also save their loss module's buffers (e.g. ``loss.criterion.weight``).
+    return {_strip_prefix(k): v for k, v in obj.items() if not k.startswith(("loss.", "module.loss."))}
 
 
 def _strip_prefix(key: str) -> str:

@@ -1,0 +1,87 @@
+"""``rtseg-export``: export a network to ONNX (optionally with argmax baked in) and check its parity,
+or build a TensorRT engine ahead of time."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rtseg_ros.runtime.export import DEFAULT_OPSET, export_onnx, onnx_parity
+from rtseg_ros.runtime.weights import load_model
+
+
+class WithArgmax(nn.Module):
+    """Network + bilinear upsampling to the input size + argmax: the ONNX file then outputs uint8 labels."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x):
+        logits = nn.functional.interpolate(self.network(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits.argmax(1).to(torch.uint8)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like HEIGHTxWIDTH (e.g. 512x1024), got {text!r}") from None
+    if height <= 0 or width <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return height, width
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="rtseg-export", description=__doc__.split("``: ")[-1])
+    parser.add_argument("--model", help="registry name (omit when --weights is an rtseg-train checkpoint)")
+    parser.add_argument("--weights", help="rtseg-train checkpoint or published state_dict (default: random init)")
+    parser.add_argument("--input-size", type=parse_size, help="H x W to export at (default: the model's)")
+    parser.add_argument("--num-classes", type=int, help="classes of a random-init or state_dict model")
+    parser.add_argument("--out", type=Path, help="ONNX file to write (default: <model>.onnx)")
+    parser.add_argument("--argmax", action="store_true", help="bake upsampling + argmax in: output uint8 labels")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--build-engine", action="store_true", help="also build (and cache) the TensorRT engine")
+    parser.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "bf16"), help="TensorRT precision")
+    parser.add_argument("--engine-cache-dir", help="where engines are cached (default ~/.cache/rtseg_ros/engines)")
+    args = parser.parse_args(argv)
+    if args.model is None and args.weights is None:
+        parser.error("give --model, or --weights with an rtseg-train checkpoint")
+
+    try:
+        loaded = load_model(args.model, args.weights, num_classes=args.num_classes)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        parser.exit(2, f"rtseg-export: {exc}\n")
+    size = args.input_size or loaded.input_size
+    network = loaded.model.eval()
+    exported = WithArgmax(network) if args.argmax else network
+    out = args.out or Path(f"{loaded.name}.onnx")
+    export_onnx(exported, out, size, opset=args.opset)
+    x = torch.randn(1, 3, *size)
+    if args.argmax:
+        import onnxruntime as ort
+
+        labels = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+        with torch.no_grad():
+            agreement = (torch.from_numpy(labels) == exported(x)).float().mean().item()
+        print(f"wrote {out} ({loaded.name}, {size[0]}x{size[1]}, labels out); ONNX Runtime vs PyTorch: "
+              f"{100 * agreement:.3f} % of labels equal")
+    else:
+        print(f"wrote {out} ({loaded.name}, {size[0]}x{size[1]}, logits out); ONNX Runtime vs PyTorch: "
+              f"max relative difference {onnx_parity(network, out, x):.2e}")
+    if args.build_engine:
+        from rtseg_ros.runtime.segmenter import Segmenter
+
+        segmenter = Segmenter(loaded.name, args.weights, device="cuda", backend="tensorrt", precision=args.precision,
+                              input_size=size, keep_aspect=False, num_classes=args.num_classes,
+                              engine_cache_dir=args.engine_cache_dir)
+        import numpy as np
+
+        segmenter(np.zeros((*size, 3), np.uint8), "rgb8")  # builds or validates the cached engine
+        print(f"TensorRT engine ready in {segmenter._runner.cache_dir}")
+
+
+if __name__ == "__main__":
+    main()
