@@ -1,0 +1,65 @@
+"""Command-line tools: rtseg-export, rtseg-models, rtseg-bench."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from rtseg_ros.models import available_models, build_model
+from rtseg_ros.models.complexity import count_params
+from rtseg_ros.tools import bench, export, models_table
+
+
+def test_export_writes_onnx_with_parity(tmp_path, capsys):
+    out = tmp_path / "farsee.onnx"
+    export.main(["--model", "farsee", "--input-size", "64x128", "--out", str(out)])
+    printed = capsys.readouterr().out
+    model = onnx.load(str(out))
+    assert model.opset_import[0].version >= 17
+    difference = float(printed.rsplit("difference ", 1)[1].split()[0])
+    assert difference <= 1e-4
+
+
+def test_export_with_argmax_outputs_labels(tmp_path, capsys):
+    import onnxruntime as ort
+
+    out = tmp_path / "labels.onnx"
+    export.main(["--model", "sgcpnet", "--input-size", "64x96", "--out", str(out), "--argmax"])
+    assert "100.000 % of labels equal" in capsys.readouterr().out
+    labels = ort.InferenceSession(str(out)).run(None, {"image": np.zeros((1, 3, 64, 96), np.float32)})[0]
+    assert labels.shape == (1, 64, 96) and labels.dtype == np.uint8
+
+
+def test_export_reports_bad_weights_in_one_line(tmp_path, capsys):
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--model", "farsee", "--weights", str(tmp_path / "bad.pt")])
+    assert exit_info.value.code == 2
+    assert "cannot read weights file" in capsys.readouterr().err
+
+
+def test_export_rejects_malformed_size(capsys):
+    with pytest.raises(SystemExit):
+        export.main(["--model", "farsee", "--input-size", "512by1024"])
+    assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_models_table_lists_every_model_with_true_counts(capsys):
+    models_table.main(["--json"])
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert list(rows) == available_models()
+    assert {"farsee", "sgcpnet", "bcpnet", "csfcn", "csfcn_mnv3", "ddrnet23_slim", "ddrnet23", "ddrnet39"} <= set(rows)
+    with torch.device("meta"):
+        assert rows["ddrnet23_slim"]["params"] == count_params(build_model("ddrnet23_slim")) == 5_695_987
+    assert rows["ddrnet23_slim"]["gmacs_1024x2048"] == pytest.approx(36.281, abs=1e-3)
+    assert "| farsee |" in models_table.markdown_table(list(rows.values()))
+
+
+def test_pipeline_benchmark_runs_both_loops_on_the_same_frames(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    bench.main(["--pipeline", "--model", "sgcpnet", "--size", "96x160", "--frames", "3", "--json", str(out)])
+    (row,) = json.loads(out.read_text())
+    assert row["naive"]["fps"] > 0 and row["segmenter"]["fps"] > 0
+    assert row["label_agreement"] > 0.99  # both loops compute the same labels
+    assert "| sgcpnet | 96×160 |" in capsys.readouterr().out
