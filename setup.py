@@ -56,6 +56,9 @@ setup(
         "console_scripts": [
             "rtseg-synth = rtseg_ros.data.synth:main",
             "rtseg-models = rtseg_ros.tools.models_table:main",
+            "rtseg-train = rtseg_ros.train.cli:main",
+            "segment_node = rtseg_ros.ros.segment_node:main",
+            "rtseg-demo = rtseg_ros.ros.demo:main",
             "rtseg-export = rtseg_ros.tools.export:main",
             "rtseg-bench = rtseg_ros.tools.bench:main",
         ],

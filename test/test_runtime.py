@@ -8,6 +8,7 @@ from rtseg_ros.data.labels import get_dataset_info
 from rtseg_ros.models import build_model, get_entry
 from rtseg_ros.runtime import backends
 from rtseg_ros.runtime.folding import fold_batchnorm
+from rtseg_ros.train.checkpoint import save_checkpoint
 from rtseg_ros.runtime.segmenter import ENCODINGS, Segmenter, UnsupportedEncoding, network_size
 
 MODEL = "farsee"  # the runtime does not depend on the network; one small input keeps this file fast
@@ -181,16 +182,16 @@ def test_state_dict_weights_load_and_wrong_ones_fail_with_one_message(tmp_path):
 def test_rtseg_checkpoint_of_another_model_names_both(tmp_path):
     entry = get_entry(MODEL)
     info = get_dataset_info("camvid")
-    checkpoint = {"format": "rtseg_ros/1", "model": MODEL, "model_options": {}, "num_classes": 11, "aux": False,
+    checkpoint = {"model": MODEL, "model_options": {}, "num_classes": 11, "aux": False,
                   "dataset": info.to_dict(), "input_size": list(NET), "mean": list(entry.mean),
                   "std": list(entry.std), "state_dict": build_model(MODEL, num_classes=11).state_dict(), "iteration": 7}
-    torch.save(checkpoint, tmp_path / "camvid.pt")
+    save_checkpoint(checkpoint, tmp_path / "camvid.pt")
     seg = Segmenter(weights=str(tmp_path / "camvid.pt"))  # the checkpoint names model, classes, palette, size
     assert seg.loaded.name == MODEL and seg.dataset.num_classes == 11 and seg.input_size == NET
     assert seg(frame(), "rgb8", outputs=("color",)).labels.max() < 11
-    with pytest.raises(ValueError, match="holds model 'farsee' with 11 classes, but model 'ddrnet23_slim'"):
+    with pytest.raises(ValueError, match="is for model 'farsee' with 11 classes .camvid., but model 'ddrnet23_slim'"):
         Segmenter("ddrnet23_slim", weights=str(tmp_path / "camvid.pt"))
-    with pytest.raises(ValueError, match="with 19 classes was asked for"):
+    with pytest.raises(ValueError, match="with 19 classes was requested"):
         Segmenter(MODEL, weights=str(tmp_path / "camvid.pt"), num_classes=19)
 
 

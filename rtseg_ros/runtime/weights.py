@@ -11,6 +11,7 @@ from torch import nn
 from rtseg_ros.data.labels import DatasetInfo, get_dataset_info
 from rtseg_ros.models import build_model, get_entry
 from rtseg_ros.models._common import extract_state_dict, read_checkpoint
+from rtseg_ros.train.checkpoint import FORMAT, build_model_from_checkpoint, check_compatible
 
 
 @dataclass
@@ -74,22 +75,15 @@ def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], name:
 def load_model(model: str | None, weights: str | Path | None, dataset: str = "cityscapes",
                num_classes: int | None = None) -> LoadedModel:
     """Build ``model`` and load ``weights``: an ``rtseg-train`` checkpoint (which names its model, classes,
-    palette, input size and normalisation) or a plain state_dict the model zoo loads."""
+    palette, input size and normalisation; ``model`` and ``num_classes`` may be left out) or a plain
+    state_dict the model zoo loads."""
     checkpoint = read_checkpoint(weights) if weights is not None else None
-    if isinstance(checkpoint, dict) and str(checkpoint.get("format", "")).startswith("rtseg_ros/"):
-        trained = checkpoint["model"]
-        trained_classes = checkpoint["num_classes"]
-        if (model is not None and get_entry(model).name != get_entry(trained).name) or \
-                (num_classes is not None and num_classes != trained_classes):
-            raise ValueError(f"checkpoint {weights} holds model {trained!r} with {trained_classes} classes, "
-                             f"but model {model or trained!r} with {num_classes or trained_classes} classes was asked for")
-        entry = get_entry(trained)
-        network = build_model(entry.name, num_classes=trained_classes, **checkpoint.get("model_options", {}))
-        load_state_dict_into(network, checkpoint["state_dict"], entry.name, trained_classes, str(weights),
-                             **checkpoint.get("model_options", {}))
-        info = _dataset_from_checkpoint(checkpoint["dataset"])
-        return LoadedModel(entry.name, network, info, tuple(checkpoint["input_size"]), tuple(checkpoint["mean"]),
-                           tuple(checkpoint["std"]), f"{weights} (rtseg-train, iteration {checkpoint.get('iteration')})",
+    if isinstance(checkpoint, dict) and checkpoint.get("format") == FORMAT:
+        check_compatible(checkpoint, model or checkpoint["model"], num_classes or checkpoint["num_classes"])
+        network, meta = build_model_from_checkpoint(checkpoint)
+        return LoadedModel(get_entry(meta["model"]).name, network, _dataset_from_checkpoint(meta["dataset"]),
+                           tuple(meta["input_size"]), tuple(meta["mean"]), tuple(meta["std"]),
+                           f"{weights} (rtseg-train, iteration {meta.get('iteration')})",
                            _digest(checkpoint["state_dict"]))
     if model is None:
         raise ValueError("no model given: name a model (e.g. model:=farsee) or pass an rtseg-train checkpoint")

@@ -181,32 +181,37 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--models", nargs="*", metavar="MODEL", help="forward speed per model (none named: all)")
     mode.add_argument("--node", action="store_true", help="the ROS node vs bare transport and the Segmenter")
     parser.add_argument("--model", default="farsee", help="model for --pipeline/--node (default farsee)")
-    parser.add_argument("--size", type=parse_size, nargs="+", default=[(1024, 2048)],
-                        help="frame size(s) H x W (default 1024x2048)")
+    parser.add_argument("--size", type=parse_size, nargs="+",
+                        help="frame size(s) H x W (default: 1024x2048; --node: 480x640 720x1280 1024x2048)")
     parser.add_argument("--input-size", type=parse_size, help="network input H x W (default: the model's)")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per configuration (default 20)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--graphs", nargs="+", default=["off"], choices=("on", "off"), help="CUDA graphs (--models)")
-    parser.add_argument("--rates", type=float, nargs="+", default=[10.0, 30.0], help="input rates in Hz (--node)")
+    parser.add_argument("--rates", type=float, nargs="+", default=[10.0], help="input rates in Hz (--node, default 10)")
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="segment_node parameter for --node (repeatable), e.g. device:=cuda")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    sizes = args.size or [(1024, 2048)]
 
     if args.pipeline:
         rows = [bench_pipeline(args.model, size, args.frames, args.device, p, args.input_size)
-                for size in args.size for p in args.precision]
+                for size in sizes for p in args.precision]
         print(pipeline_table(rows))
     elif args.models is not None:
         from rtseg_ros.models import available_models
 
-        rows = bench_models(args.models or available_models(), args.size, args.device, args.precision,
+        rows = bench_models(args.models or available_models(), sizes, args.device, args.precision,
                             [g == "on" for g in args.graphs])
         print(models_table(rows))
     else:
-        from rtseg_ros.tools.bench_node import bench_node, node_table
+        from rtseg_ros.tools.bench_node import SIZES, bench_node, markdown_table
 
-        rows = bench_node(args.model, args.size, args.frames, args.rates, args.input_size)
-        print(node_table(rows))
+        params = {"model": args.model, **dict(p.split(":=", 1) for p in args.node_param)}
+        rows = [row for rate in args.rates
+                for row in bench_node(args.size or SIZES, rate_hz=rate, frames=args.frames, node_params=params)]
+        print(markdown_table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

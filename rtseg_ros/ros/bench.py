@@ -1,0 +1,282 @@
+"""End-to-end measurement of ``segment_node`` beside bare rclpy transport of the same messages.
+
+This process publishes camera frames at a fixed rate (stamped at publish, the frame index in
+``frame_id``) and times the outputs that come back (DDS reception time). The target runs in its own
+process, as on a robot: first ``segment_node``, whose ``/diagnostics`` give the Segmenter's own time in
+this run, then a relay that does only what rclpy transport costs (take the image, publish prebuilt
+same-sized outputs with the input's header) after holding each frame for that Segmenter time, so both
+runs load the transport with the same timing (on a small CPU the output's transfer slows down when it
+overlaps the input's). Then
+
+    bare transport = relay latency p50 - Segmenter p50
+    overhead       = node latency p50 - relay latency p50 = node - bare transport - Segmenter
+
+The relay is also the subcommand ``python -m rtseg_ros.ros.bench relay HxW OUTPUTS DELAY_MS``.
+"""
+from __future__ import annotations
+
+import array
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from sensor_msgs.msg import Image
+
+from rtseg_ros.ros.segment_node import ENCODING, INPUT_QOS, OUTPUT_QOS
+
+INPUT_TOPIC = "/rtseg_bench/image"
+TARGET = "rtseg_bench_target"
+CHANNELS = {"mono8": 1, "rgb8": 3}
+
+
+@dataclass
+class Run:
+    """What came back from one target at one size and rate."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    diagnostics: list[dict[str, str]] = field(default_factory=list)  # the node's, one per period
+    rss_mb: list[float] = field(default_factory=list)  # target's resident memory after warm-up, at the end
+    sent: int = 0
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _now_stamp(msg: Image) -> None:
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
+
+
+class Harness:
+    """Publisher and receiver of one benchmark, in their own context and domain."""
+
+    def __init__(self, domain_id: int):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("rtseg_bench", context=self.context)
+        # Reliable: large best-effort frames between processes lose fragments with Fast DDS's default
+        # transports, which would measure the network stack rather than the node.
+        self.publisher = self.node.create_publisher(Image, INPUT_TOPIC, INPUT_QOS["reliable"])
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+        self._lock = threading.Lock()
+        self._arrivals: dict[str, dict[str, int]] = {}  # frame index → output → receive time (ns)
+        self._diagnostics: list[dict[str, str]] = []
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def listen(self, outputs: tuple[str, ...]) -> None:
+        for name in outputs:
+            self.node.create_subscription(Image, f"/{TARGET}/{name}",
+                                          lambda msg, info, name=name: self._arrived(msg, info, name), OUTPUT_QOS)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+
+    def _arrived(self, msg: Image, info, name: str) -> None:
+        # DDS's reception time, not this callback's: the harness's own publishing must not delay the clock
+        received = info["received_timestamp"] or time.time_ns()
+        with self._lock:
+            self._arrivals.setdefault(msg.header.frame_id, {})[name] = received - (
+                msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith(TARGET):
+                self._diagnostics.append({kv.key: kv.value for kv in status.values})
+
+    def run(self, process: subprocess.Popen, height: int, width: int, rate_hz: float, frames: int, warmup: int,
+            outputs: tuple[str, ...], timeout_s: float = 120.0) -> Run:
+        """Publish ``warmup`` + ``frames`` frames at ``rate_hz`` to a started target; time what returns."""
+        pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        msg = Image(height=height, width=width, encoding="rgb8", step=width * 3,
+                    data=array.array("B", pixels.tobytes()))
+        with self._lock:
+            self._arrivals.clear()
+        self._diagnostics.clear()
+        # the target is up once a warm-up frame comes back
+        deadline = time.monotonic() + timeout_s
+        msg.header.frame_id = "ready"
+        while "ready" not in self._arrivals:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"benchmark target did not answer (exit code {process.poll()})")
+            _now_stamp(msg)
+            self.publisher.publish(msg)
+            time.sleep(0.2)
+        result, period = Run(), 1.0 / rate_hz
+        next_time = time.monotonic()
+        for index in range(-warmup, frames):
+            if index == 0:
+                result.rss_mb.append(_rss_mb(process.pid))
+                self._diagnostics.clear()
+            next_time += period
+            msg.header.frame_id = str(index)
+            _now_stamp(msg)
+            self.publisher.publish(msg)
+            time.sleep(max(0.0, next_time - time.monotonic()))
+        time.sleep(min(2.0, 10 * period))  # let the last frames come back
+        result.rss_mb.append(_rss_mb(process.pid))
+        result.sent = frames
+        with self._lock:
+            for index in range(frames):
+                arrival = self._arrivals.get(str(index), {})
+                if len(arrival) == len(outputs):  # every output of this frame came back
+                    result.latencies_ms.append(max(arrival.values()) / 1e6)
+        result.diagnostics = list(self._diagnostics)
+        return result
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5)
+        self._thread.join(timeout=5)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def _start(command: list[str], domain_id: int) -> subprocess.Popen:
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id),
+           "ROS_AUTOMATIC_DISCOVERY_RANGE": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")}
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty target never blocks on it
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    process.log = log
+    return process
+
+
+def _output(process: subprocess.Popen) -> str:
+    process.log.seek(0)
+    return process.log.read()[-2000:]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "max": float("nan")}
+    p50, p95 = np.percentile(values, [50, 95])
+    return {"p50": float(p50), "p95": float(p95), "max": float(max(values))}
+
+
+def _run_target(name: str, command: list[str], harness: Harness, domain_id: int, *args) -> Run:
+    process = _start(command, domain_id)
+    try:
+        return harness.run(process, *args)
+    finally:
+        _stop(process)
+        if process.returncode not in (0, -signal.SIGINT):
+            raise RuntimeError(f"{name} exited with {process.returncode}: {_output(process)}")
+        process.log.close()
+
+
+def _median_of(diagnostics: list[dict[str, str]], key: str) -> float:
+    """Median over diagnostics periods of one value (periods are equally long)."""
+    values = [float(d[key]) for d in diagnostics if key in d]
+    return float(np.median(values)) if values else float("nan")
+
+
+def measure(sizes, rate_hz: float, frames: int, warmup: int, outputs: tuple[str, ...], node_params: dict,
+            domain_id: int, bare: bool = True) -> list[dict]:
+    """One row per (size): relay and node at the same rate; see ``rtseg_ros.tools.bench_node``."""
+    harness = Harness(domain_id)
+    harness.listen(outputs)
+    rows = []
+    try:
+        for height, width in sizes:
+            runs = {"bare": Run()}
+            node = [sys.executable, "-m", "rtseg_ros.ros.segment_node", "--ros-args", "-r", f"__node:={TARGET}",
+                    "-r", f"image:={INPUT_TOPIC}", "-p", f"publish_color:={'color' in outputs}",
+                    "-p", f"publish_overlay:={'overlay' in outputs}",
+                    "-p", f"publish_confidence:={'confidence' in outputs}"]
+            for key, value in node_params.items():
+                node += ["-p", f"{key}:={value}"]
+            timing = (height, width, rate_hz, frames, warmup, outputs)
+            runs["node"] = _run_target("node", node, harness, domain_id, *timing)
+            inside = {key: _median_of(runs["node"].diagnostics, key) for key in
+                      ("segmenter_p50_ms", "processing_p50_ms", "overhead_p50_ms", "stage_decode_ms",
+                       "stage_publish_ms")}
+            if bare:
+                hold_ms = inside["segmenter_p50_ms"] if np.isfinite(inside["segmenter_p50_ms"]) else 0.0
+                relay = [sys.executable, "-m", "rtseg_ros.ros.bench", "relay", f"{height}x{width}", ",".join(outputs),
+                         f"{hold_ms:.3f}", "--ros-args", "-r", f"__node:={TARGET}",
+                         "-r", f"image:={INPUT_TOPIC}"]
+                runs["bare"] = _run_target("relay", relay, harness, domain_id, *timing)
+            relay_ms, node_ms = _percentiles(runs["bare"].latencies_ms), _percentiles(runs["node"].latencies_ms)
+            # the relay held each frame for the Segmenter's time: what remains is transport
+            bare_ms = {key: value - inside["segmenter_p50_ms"] for key, value in relay_ms.items()}
+            rows.append({
+                "size": f"{width}x{height}", "rate_hz": rate_hz, "frames": frames, "outputs": list(outputs),
+                "bare_ms": bare_ms, "node_ms": node_ms, "segmenter_p50_ms": inside["segmenter_p50_ms"],
+                "overhead_p50_ms": node_ms["p50"] - relay_ms["p50"],
+                # the node's own accounting: receipt → outputs published, and what of it is neither the
+                # Segmenter nor publishing
+                "node_processing_p50_ms": inside["processing_p50_ms"],
+                "node_own_overhead_p50_ms": inside["overhead_p50_ms"],
+                "node_decode_ms": inside["stage_decode_ms"], "node_publish_ms": inside["stage_publish_ms"],
+                "bare_received": len(runs["bare"].latencies_ms), "node_received": len(runs["node"].latencies_ms),
+                "node_rss_mb_start": runs["node"].rss_mb[0], "node_rss_mb_end": runs["node"].rss_mb[1],
+            })
+    finally:
+        harness.close()
+    return rows
+
+
+# -- the relay: bare rclpy transport of the same messages ------------------------------------------------
+def relay_main(argv: list[str]) -> int:
+    size, outputs, delay_s = argv[0], argv[1].split(","), float(argv[2]) / 1e3
+    height, width = map(int, size.split("x"))
+    rclpy.init(args=["rtseg_bench_relay", *argv[3:]])
+    node = rclpy.create_node("rtseg_bench_relay")
+    publishers = {name: node.create_publisher(Image, f"~/{name}", OUTPUT_QOS) for name in outputs}
+    messages = {}
+    for name in outputs:
+        encoding = ENCODING[name]
+        step = width * CHANNELS[encoding]
+        messages[name] = Image(height=height, width=width, encoding=encoding, step=step,
+                               data=array.array("B", bytes(step * height)))
+
+    def relay(image: Image) -> None:
+        # transport only: outputs are prebuilt, so copying results into messages counts as node overhead
+        time.sleep(delay_s)  # stands in for the Segmenter
+        for name in outputs:
+            out = messages[name]
+            out.header = image.header
+            publishers[name].publish(out)
+
+    node.create_subscription(Image, "image", relay, INPUT_QOS["reliable"])
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "relay":
+        sys.exit(relay_main(sys.argv[2:]))
+    sys.exit("usage: python -m rtseg_ros.ros.bench relay HxW OUTPUTS DELAY_MS [--ros-args ...]")

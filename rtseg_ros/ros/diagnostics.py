@@ -1,0 +1,185 @@
+"""Counters, latency statistics and health levels of the segmentation node, and their DiagnosticArray form.
+
+``FrameStats`` is fed from the node's threads and summarised once per diagnostics period: totals since
+start plus statistics over the period just ended (bounded samples, so memory stays flat however long the
+node runs). ``ThrottledLog`` keeps bad input from flooding the log: one line per cause, then at most one
+per period with the count of what it held back.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+OK, WARN, ERROR = 0, 1, 2
+LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR"}
+
+
+@dataclass
+class Limits:
+    latency_warn_ms: float = 200.0
+    latency_error_ms: float = 1000.0
+    errors_warn_ratio: float = 0.0
+    errors_error_ratio: float = 0.5
+
+
+@dataclass
+class Report:
+    level: int
+    message: str
+    values: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, level: int, problem: str) -> None:
+        """Raise the level to at least ``level`` and put ``problem`` in the message."""
+        self.level = max(self.level, level)
+        self.problems.append(problem)
+        self.message = "; ".join(self.problems)
+
+
+class ThrottledLog:
+    """Decides when a recurring problem is logged: its first occurrence, then once per ``period_s``."""
+
+    def __init__(self, period_s: float = 10.0, clock=time.monotonic):
+        self.period_s, self._clock = period_s, clock
+        self._last: dict[str, float] = {}
+        self._held: Counter = Counter()
+
+    def check(self, cause: str) -> int | None:
+        """None: stay quiet. Otherwise log now; the value is how many occurrences were held back since."""
+        now = self._clock()
+        last = self._last.get(cause)
+        if last is not None and now - last < self.period_s:
+            self._held[cause] += 1
+            return None
+        self._last[cause] = now
+        return self._held.pop(cause, 0)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}"
+
+
+class FrameStats:
+    """Thread-safe frame accounting for one node."""
+
+    def __init__(self, max_samples: int = 4096, clock=time.monotonic):
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.max_samples = max_samples
+        self.totals: Counter = Counter()
+        self.errors: Counter = Counter()
+        self._window_start = clock()
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self._window: Counter = Counter()
+        self._window_errors: Counter = Counter()
+        self._latency: deque[float] = deque(maxlen=self.max_samples)
+        self._processing: deque[float] = deque(maxlen=self.max_samples)
+        self._segmenter: deque[float] = deque(maxlen=self.max_samples)
+        self._overhead: deque[float] = deque(maxlen=self.max_samples)
+        self._stages: dict[str, float] = {}
+
+    # -- events --------------------------------------------------------------------------------------
+    def received(self, replaced: bool) -> None:
+        with self._lock:
+            for counter in (self.totals, self._window):
+                counter["received"] += 1
+                counter["replaced"] += replaced
+
+    def count(self, what: str, n: int = 1) -> None:
+        """Other counters: ``skipped_no_subscribers``, ``lost`` (reported by DDS), ``unstamped``."""
+        with self._lock:
+            self.totals[what] += n
+            self._window[what] += n
+
+    def error(self, cause: str) -> None:
+        with self._lock:
+            self.errors[cause] += 1
+            self._window_errors[cause] += 1
+
+    def published(self, latency_ms: float | None, processing_ms: float, stages_ms: dict[str, float],
+                  segmenter_ms: float) -> None:
+        """One frame out. ``latency_ms``: input stamp → publish (None when the input had no stamp);
+        ``processing_ms``: receipt → publish; ``stages_ms``: time per stage of this frame. The node's own
+        overhead is what ``processing_ms`` holds beyond the Segmenter and the ``publish`` stage (hand-off to
+        the worker, any wait for it, conversions, bookkeeping)."""
+        with self._lock:
+            self.totals["published"] += 1
+            self._window["published"] += 1
+            if latency_ms is not None:
+                self._latency.append(latency_ms)
+            self._processing.append(processing_ms)
+            self._segmenter.append(segmenter_ms)
+            self._overhead.append(processing_ms - segmenter_ms - stages_ms.get("publish", 0.0))
+            for stage, ms in stages_ms.items():
+                self._stages[stage] = self._stages.get(stage, 0.0) + ms
+
+    # -- summary -------------------------------------------------------------------------------------
+    def report(self, limits: Limits) -> Report:
+        """Summarise the period since the last report and start a new one."""
+        with self._lock:
+            now = self._clock()
+            elapsed = max(now - self._window_start, 1e-9)
+            window, window_errors = self._window, self._window_errors
+            samples = {"latency": np.array(self._latency), "processing": np.array(self._processing),
+                       "segmenter": np.array(self._segmenter), "overhead": np.array(self._overhead)}
+            stages, totals, errors = dict(self._stages), Counter(self.totals), Counter(self.errors)
+            self._window_start = now
+            self._reset_window()
+
+        values = {"fps": _fmt(window["published"] / elapsed), "input_hz": _fmt(window["received"] / elapsed)}
+        for name, series in samples.items():
+            if series.size:
+                p50, p95 = np.percentile(series, [50, 95])
+                values.update({f"{name}_p50_ms": _fmt(p50), f"{name}_p95_ms": _fmt(p95),
+                               f"{name}_max_ms": _fmt(series.max())})
+        for stage, total in stages.items():
+            values[f"stage_{stage}_ms"] = _fmt(total / max(window["published"], 1))
+        for key in ("received", "published", "replaced", "skipped_no_subscribers", "lost", "unstamped"):
+            values[f"frames_{key}"] = str(totals[key])
+        values["frames_replaced_period"] = str(window["replaced"])
+        values["errors"] = str(sum(errors.values()))
+        values["errors_period"] = str(sum(window_errors.values()))
+        for cause, n in sorted(errors.items()):
+            values[f"errors_{cause}"] = str(n)
+
+        level, problems = OK, []
+        n_errors, received = sum(window_errors.values()), window["received"]
+        ratio = n_errors / max(received, 1)
+        if n_errors:
+            causes = ", ".join(f"{c} x{n}" for c, n in sorted(window_errors.items()))
+            if window_errors["inference"] or ratio >= limits.errors_error_ratio:
+                level = ERROR
+            elif ratio > limits.errors_warn_ratio:
+                level = max(level, WARN)
+            problems.append(f"{n_errors} of {received} frames rejected ({causes})")
+        latency = samples["latency"]
+        if latency.size:
+            p95 = float(np.percentile(latency, 95))
+            if p95 > limits.latency_error_ms:
+                level = ERROR
+                problems.append(f"latency p95 {p95:.0f} ms > {limits.latency_error_ms:g} ms")
+            elif p95 > limits.latency_warn_ms:
+                level = max(level, WARN)
+                problems.append(f"latency p95 {p95:.0f} ms > {limits.latency_warn_ms:g} ms")
+        message = "; ".join(problems) if problems else \
+            f"{window['published'] / elapsed:.1f} fps" if window["published"] else "idle"
+        return Report(level, message, values, problems)
+
+
+def to_status(report: Report, name: str, hardware_id: str, facts: dict[str, str]) -> DiagnosticStatus:
+    values = {**facts, **report.values}
+    return DiagnosticStatus(level=bytes([report.level]), name=name, message=report.message,
+                            hardware_id=hardware_id, values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+
+def to_array(status: DiagnosticStatus, stamp) -> DiagnosticArray:
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array

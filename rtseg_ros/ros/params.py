@@ -1,0 +1,154 @@
+"""The segmentation node's parameters, declared in one place: default, description, allowed values, and
+whether ``ros2 param set`` may change it while the node runs.
+
+``config/segment.yaml`` repeats the defaults for users to copy and edit (a test keeps the two equal).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+Value = bool | int | float | str
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Value
+    description: str
+    live: bool = False  # may change while the node runs
+    choices: tuple[str, ...] = ()
+    range: tuple[float, float] | None = None  # inclusive
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+
+PARAMETERS: tuple[Param, ...] = (
+    Param("model", "", "network from the model registry (farsee, sgcpnet, bcpnet, csfcn, csfcn_mnv3, "
+          "ddrnet23_slim, ddrnet23, ddrnet39); empty: the model an rtseg-train checkpoint in `weights` names, "
+          "or farsee when no weights are given"),
+    Param("weights", "", "checkpoint (rtseg-train) or published state_dict; empty: random initialisation, "
+          "for plumbing checks only"),
+    Param("dataset", "cityscapes", "class names and palette when the weights do not carry them",
+          choices=("cityscapes", "camvid")),
+    Param("device", "auto", "auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N"),
+    Param("backend", "torch", "inference backend (tensorrt: when the tensorrt package is importable)",
+          choices=("torch", "onnxruntime", "tensorrt")),
+    Param("precision", "fp32", "network precision", choices=("fp32", "fp16", "bf16")),
+    Param("input_width", 0, "network input width in pixels; 0 (with input_height 0): the model's default",
+          range=(0, 8192)),
+    Param("input_height", 0, "network input height in pixels; 0 (with input_width 0): the model's default",
+          range=(0, 8192)),
+    Param("keep_aspect", True, "fit frames into the network input keeping their aspect ratio (else stretch)"),
+    Param("output_resolution", "input", "resolution of labels/colour/overlay/confidence: the input image's, "
+          "or the network input's", choices=("input", "network")),
+    Param("upsample", "logits", "logits: bilinear logits then argmax (papers' protocol); labels: argmax at the "
+          "output stride, nearest upsampling (faster)", choices=("logits", "labels")),
+    Param("cpu_threads", 0, "torch CPU threads; 0: torch's default. Set 1-2 when the node shares a small CPU",
+          range=(0, 256)),
+    Param("publish_color", True, "publish ~/color (computed only while it has subscribers)", live=True),
+    Param("publish_overlay", True, "publish ~/overlay (computed only while it has subscribers)", live=True),
+    Param("publish_confidence", False, "publish ~/confidence, max softmax x 255 (computed only while it has "
+          "subscribers)", live=True),
+    Param("overlay_alpha", 0.5, "weight of the class colours in ~/overlay", live=True, range=(0.0, 1.0)),
+    Param("input_qos", "sensor_data", "QoS of the image subscription; sensor_data is best effort, depth 1, and "
+          "accepts every publisher", choices=("sensor_data", "reliable", "system_default")),
+    Param("max_fps", 0.0, "cap on frames segmented per second; 0: as fast as frames arrive", live=True,
+          range=(0.0, 1000.0)),
+    Param("transport", "raw", "subscribe `image` (raw, sensor_msgs/Image) or `image/compressed` "
+          "(compressed, sensor_msgs/CompressedImage, JPEG/PNG)", choices=("raw", "compressed")),
+    Param("engine_cache_dir", "", "where ONNX exports and TensorRT engines are cached; empty: the runtime's default"),
+    Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.1, 60.0)),
+    Param("latency_warn_ms", 200.0, "diagnostics WARN when latency p95 (input stamp to publish) exceeds this",
+          live=True, range=(0.0, 1e6)),
+    Param("latency_error_ms", 1000.0, "diagnostics ERROR when latency p95 exceeds this", live=True,
+          range=(0.0, 1e6)),
+    Param("errors_warn_ratio", 0.0, "diagnostics WARN when more than this fraction of a period's frames were "
+          "rejected", live=True, range=(0.0, 1.0)),
+    Param("errors_error_ratio", 0.5, "diagnostics ERROR when at least this fraction of a period's frames were "
+          "rejected", live=True, range=(0.0, 1.0)),
+)
+BY_NAME = {p.name: p for p in PARAMETERS}
+DEFAULTS = {p.name: p.default for p in PARAMETERS}
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_value(name: str, value: Value) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name`` (None: it is)."""
+    param = BY_NAME[name]
+    if param.kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{name} must be a number, got {value!r}"
+    elif param.kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{name} must be an integer, got {value!r}"
+    elif not isinstance(value, param.kind):
+        return f"{name} must be a {param.kind.__name__}, got {value!r}"
+    if param.choices and value not in param.choices:
+        return f"{name} must be one of {', '.join(param.choices)}, got {value!r}"
+    if param.range and not param.range[0] <= value <= param.range[1]:
+        return f"{name} must be in [{param.range[0]}, {param.range[1]}], got {value!r}"
+    if name == "device" and not _DEVICE.fullmatch(value):
+        return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+    return None
+
+
+def check_live_change(name: str, value: Value) -> str | None:
+    """Why ``ros2 param set name value`` is refused while the node runs (None: accepted)."""
+    if name not in BY_NAME:
+        return None  # not ours (use_sim_time, QoS overrides): rclpy decides
+    if not BY_NAME[name].live:
+        live = ", ".join(p.name for p in PARAMETERS if p.live)
+        return (f"{name} is read at start-up only (it selects what the node loads or subscribes to): restart the "
+                f"node with -p {name}:=... to change it. Live parameters: {live}")
+    return check_value(name, value)
+
+
+def check_config(values: dict[str, Value]) -> list[str]:
+    """Every problem with a full set of start-up values."""
+    problems = [reason for name, value in values.items() if (reason := check_value(name, value))]
+    if (values["input_width"] == 0) != (values["input_height"] == 0):
+        problems.append("input_width and input_height must both be 0 (model default) or both be set, got "
+                        f"{values['input_width']}x{values['input_height']}")
+    return problems
+
+
+def normalise(values: dict[str, Value]) -> dict[str, Value]:
+    """Numbers given as integers (``max_fps:=10``) become floats where the parameter is a float."""
+    return {name: float(v) if BY_NAME[name].kind is float else v for name, v in values.items()}
+
+
+def descriptor(param: Param) -> ParameterDescriptor:
+    """What ``ros2 param describe`` shows. Float parameters accept integers too (``max_fps:=10``)."""
+    kind = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+            float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}[param.kind]
+    constraints = []
+    if param.choices:
+        constraints.append("one of: " + ", ".join(param.choices))
+    constraints.append("changes live" if param.live else "start-up only")
+    result = ParameterDescriptor(name=param.name, type=kind, description=param.description,
+                                 additional_constraints="; ".join(constraints),
+                                 dynamic_typing=param.kind is float)
+    if param.range and param.kind is int:
+        result.integer_range = [IntegerRange(from_value=int(param.range[0]), to_value=int(param.range[1]), step=1)]
+    elif param.range:
+        result.floating_point_range = [FloatingPointRange(from_value=float(param.range[0]),
+                                                          to_value=float(param.range[1]), step=0.0)]
+    return result
+
+
+def markdown_table() -> str:
+    """The parameter table for the README and ``segment_node --help``."""
+    lines = ["| parameter | default | live | description |", "|---|---|---|---|"]
+    for p in PARAMETERS:
+        default = f'"{p.default}"' if isinstance(p.default, str) else str(p.default).lower() \
+            if isinstance(p.default, bool) else p.default
+        allowed = " (" + " \\| ".join(p.choices) + ")" if p.choices else \
+            f" (range {p.range[0]}–{p.range[1]})" if p.range else ""
+        lines.append(f"| `{p.name}` | `{default}` | {'yes' if p.live else 'no'} | {p.description}{allowed} |")
+    return "\n".join(lines)

@@ -1,0 +1,389 @@
+"""``segment_node``: camera images in; labels, colour, overlay, confidence and camera_info out.
+
+Latest frame wins: the subscription callback only keeps the newest message (counting the one it replaces)
+and wakes a worker thread, which segments it and publishes. Inference therefore never works through a
+queue of stale frames and never blocks the executor, which stays free for parameters, QoS events and
+diagnostics. Every output carries the input's header unchanged; outputs nobody subscribes to are not
+computed. Topics (relative to the node):
+
+    in   image (sensor_msgs/Image) or image/compressed (transport:=compressed); camera_info (optional,
+         by default the sibling of the image topic, as image_transport does)
+    out  ~/labels (mono8 train ids), ~/color (rgb8), ~/overlay (rgb8), ~/confidence (mono8, off by default),
+         ~/camera_info (matches the published resolution), ~/class_info (std_msgs/String JSON, transient
+         local), /diagnostics (about once per second)
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import threading
+import time
+
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks, UnsupportedEventTypeError
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSPresetProfiles, QoSProfile, ReliabilityPolicy,
+                       qos_policy_name_from_kind)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
+
+from rtseg_ros.ros import params
+from rtseg_ros.ros.conversions import BadFrame, FrameDecoder, class_info_json, fill_image, scale_camera_info
+from rtseg_ros.ros.diagnostics import ERROR, WARN, FrameStats, Limits, ThrottledLog, to_array, to_status
+from rtseg_ros.runtime.segmenter import STAGES, Segmenter, network_size
+
+IMAGE_OUTPUTS = ("labels", "color", "overlay", "confidence")
+ENCODING = {"labels": "mono8", "color": "rgb8", "overlay": "rgb8", "confidence": "mono8"}
+FLAG = {"color": "publish_color", "overlay": "publish_overlay", "confidence": "publish_confidence"}
+
+# Depth 1 everywhere on input: the DDS reader itself keeps only the newest frame.
+INPUT_QOS = {
+    "sensor_data": QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                              durability=DurabilityPolicy.VOLATILE),
+    "reliable": QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.VOLATILE),
+    "system_default": QoSPresetProfiles.SYSTEM_DEFAULT.value,
+}
+# Reliable + volatile is compatible with best-effort and reliable subscribers alike (RViz, rosbag, tools).
+OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE)
+# Start-up failures the user can fix; reported as one line, no traceback.
+STARTUP_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError, ImportError, ParameterException)
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+class SegmentNode(Node):
+    """The segmentation node. Runs in-process too: ``SegmentNode(context=..., parameter_overrides=[...])``
+    added to any executor; ``destroy_node()`` stops its worker thread."""
+
+    def __init__(self, node_name: str = "segment_node", *, context=None, namespace: str | None = None,
+                 cli_args: list[str] | None = None, parameter_overrides: list[Parameter] | None = None,
+                 use_global_arguments: bool = True):
+        super().__init__(node_name, context=context, namespace=namespace, cli_args=cli_args,
+                         parameter_overrides=parameter_overrides, use_global_arguments=use_global_arguments)
+        self._worker = None
+        try:
+            self.config = self._declare_parameters()
+            self.segmenter = self._load_segmenter()
+        except STARTUP_ERRORS as exc:
+            super().destroy_node()
+            raise StartupError(_message(exc)) from None
+        self.live = {p.name: self.config[p.name] for p in params.PARAMETERS if p.live}
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+        self.stats = FrameStats()
+        self.throttle = ThrottledLog()
+        self.decoder = FrameDecoder()
+        self._cond = threading.Condition()
+        self._pending = None  # (message, receipt time in monotonic ns): the newest frame, not yet taken
+        self._stopping = False
+        self._frame_key = None  # (height, width, encoding) of the last frame, to log size changes once
+        self._camera_info: CameraInfo | None = None
+        self._qos_problems: dict[str, str] = {}
+        self._out_msgs = {name: Image() for name in IMAGE_OUTPUTS}
+
+        self._create_topics()
+        self._publish_class_info()
+        self._diagnostics_timer = self.create_timer(self.config["diagnostics_period"], self._publish_diagnostics,
+                                                    clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._worker = threading.Thread(target=self._work, name=f"{node_name}-worker", daemon=True)
+        self._worker.start()
+        self._log_startup()
+
+    # -- start-up ------------------------------------------------------------------------------------
+    def _declare_parameters(self) -> dict:
+        for param in params.PARAMETERS:
+            self.declare_parameter(param.name, param.default, params.descriptor(param))
+        values = {p.name: self.get_parameter(p.name).value for p in params.PARAMETERS}
+        problems = params.check_config(values)
+        if problems:
+            raise ValueError("invalid parameters: " + "; ".join(problems))
+        return params.normalise(values)
+
+    def _load_segmenter(self) -> Segmenter:
+        c = self.config
+        if c["cpu_threads"]:
+            torch.set_num_threads(c["cpu_threads"])
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if c["device"] == "auto" else c["device"]
+        input_size = (c["input_height"], c["input_width"]) if c["input_width"] else None
+        model = c["model"] or (None if c["weights"] else "farsee")  # None: the checkpoint names it
+        return Segmenter(model, weights=c["weights"] or None, device=device, backend=c["backend"],
+                         precision=c["precision"], input_size=input_size, keep_aspect=c["keep_aspect"],
+                         output_resolution=c["output_resolution"], upsample=c["upsample"], dataset=c["dataset"],
+                         engine_cache_dir=c["engine_cache_dir"] or None)
+
+    def _create_topics(self) -> None:
+        c = self.config
+        input_qos = INPUT_QOS[c["input_qos"]]
+        if c["transport"] == "compressed":
+            # image_transport naming: the compressed stream of base topic T is T/compressed.
+            self.input_topic, input_type = self.resolve_topic_name("image") + "/compressed", CompressedImage
+        else:
+            self.input_topic, input_type = self.resolve_topic_name("image"), Image
+        self.image_sub = self._subscribe_input(input_type, self.input_topic, input_qos)
+        self.camera_info_topic = self._camera_info_topic()
+        self.camera_info_sub = self.create_subscription(CameraInfo, self.camera_info_topic, self._on_camera_info,
+                                                        input_qos)
+
+        def output(name, msg_type, qos):
+            events = PublisherEventCallbacks(incompatible_qos=functools.partial(self._on_output_qos, name))
+            return self.create_publisher(msg_type, f"~/{name}", qos, event_callbacks=events)
+
+        self.image_pubs = {name: output(name, Image, OUTPUT_QOS) for name in IMAGE_OUTPUTS}
+        self.camera_info_pub = output("camera_info", CameraInfo, OUTPUT_QOS)
+        self.class_info_pub = output("class_info", String, LATCHED_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+
+    def _subscribe_input(self, msg_type, topic: str, qos: QoSProfile):
+        def lost(info):
+            self.stats.count("lost", info.total_count_change)
+
+        try:
+            events = SubscriptionEventCallbacks(incompatible_qos=self._on_input_qos, message_lost=lost)
+            return self.create_subscription(msg_type, topic, self._on_image, qos, event_callbacks=events)
+        except UnsupportedEventTypeError:  # this RMW does not report lost samples
+            events = SubscriptionEventCallbacks(incompatible_qos=self._on_input_qos)
+            return self.create_subscription(msg_type, topic, self._on_image, qos, event_callbacks=events)
+
+    def _camera_info_topic(self) -> str:
+        remapped = self.resolve_topic_name("camera_info")
+        if remapped != self.resolve_topic_name("camera_info", only_expand=True):
+            return remapped
+        image = self.resolve_topic_name("image")
+        return image.rsplit("/", 1)[0] + "/camera_info"
+
+    def _publish_class_info(self) -> None:
+        seg = self.segmenter
+        text = class_info_json(seg.dataset.to_dict(), seg.loaded.name, seg.loaded.weights_note, seg.random_weights)
+        self.class_info_pub.publish(String(data=text))
+
+    def _log_startup(self) -> None:
+        log, seg, c = self.get_logger(), self.segmenter, self.config
+        facts = seg.describe()
+        log.info(f"model {facts['model']} ({facts['weights']}), {facts['backend']} on {facts['device']} "
+                 f"{facts['precision']}, network input {facts['input_size']} (keep_aspect={c['keep_aspect']}); "
+                 f"input {self.input_topic} ({c['input_qos']}); outputs {self.resolve_topic_name('~/labels')} and "
+                 f"siblings at {c['output_resolution']} resolution")
+        if seg.random_weights:
+            log.warning(f"NO WEIGHTS GIVEN: model {facts['model']} runs with RANDOM initialisation; its labels are "
+                        "meaningless (plumbing checks only). Set weights:=/path/to/checkpoint.pt")
+
+    # -- parameters ----------------------------------------------------------------------------------
+    def _check_parameters(self, changed: list[Parameter]) -> SetParametersResult:
+        for param in changed:
+            reason = params.check_live_change(param.name, param.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, changed: list[Parameter]) -> None:
+        updates = params.normalise({p.name: p.value for p in changed if p.name in self.live})
+        self.live = {**self.live, **updates}  # one assignment: the worker sees old or new, never half
+        with self._cond:
+            self._cond.notify()  # max_fps may have changed: re-plan the wait
+        for name, value in updates.items():
+            self.get_logger().info(f"{name} set to {value}")
+
+    # -- input (executor thread) ---------------------------------------------------------------------
+    def _on_image(self, msg) -> None:
+        received = time.monotonic_ns()
+        with self._cond:
+            replaced = self._pending is not None
+            self._pending = (msg, received)
+            self._cond.notify()
+        self.stats.received(replaced)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_input_qos(self, info) -> None:
+        policy = qos_policy_name_from_kind(info.last_policy_kind)
+        hint = ("the publisher is best effort (as cameras usually are) but input_qos is "
+                f"{self.config['input_qos']}: set input_qos:=sensor_data") if policy == "RELIABILITY" else \
+            "set input_qos:=sensor_data, which accepts every publisher"
+        problem = (f"a publisher on {self.input_topic} offers QoS incompatible with input_qos="
+                   f"{self.config['input_qos']} (policy {policy}); no frames arrive from it: {hint}")
+        self._qos_problems["input"] = problem
+        self.get_logger().error(problem)
+
+    def _on_output_qos(self, name: str, info) -> None:
+        policy = qos_policy_name_from_kind(info.last_policy_kind)
+        qos = LATCHED_QOS if name == "class_info" else OUTPUT_QOS
+        problem = (f"a subscriber of {self.resolve_topic_name('~/' + name)} requests QoS this node does not offer "
+                   f"(policy {policy}); it gets nothing. The topic is {qos.reliability.name.lower()}, "
+                   f"{qos.durability.name.lower()}: subscribe with a matching or weaker {policy.lower()}")
+        self._qos_problems[name] = problem
+        self.get_logger().warning(problem)
+
+    # -- the worker ----------------------------------------------------------------------------------
+    def _work(self) -> None:
+        next_due = 0.0
+        while True:
+            with self._cond:
+                while not self._stopping and self._pending is None:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                wait = next_due - time.monotonic()
+                if wait > 0:  # max_fps: wait, letting newer frames replace this one meanwhile
+                    self._cond.wait(wait)
+                    continue
+                msg, received = self._pending
+                self._pending = None
+            max_fps = self.live["max_fps"]
+            next_due = time.monotonic() + 1.0 / max_fps if max_fps > 0 else 0.0
+            try:
+                self._process(msg, received)
+            except Exception as exc:  # never let one frame end the worker
+                self._reject("inference", f"{type(exc).__name__}: {exc}")
+
+    def _wanted_outputs(self) -> tuple[str, ...]:
+        live = self.live
+        return tuple(name for name in IMAGE_OUTPUTS
+                     if (name == "labels" or live[FLAG[name]]) and self.image_pubs[name].get_subscription_count())
+
+    def _process(self, msg, received_ns: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            image, encoding = self.decoder.compressed(msg) if isinstance(msg, CompressedImage) \
+                else self.decoder.image(msg)
+        except BadFrame as exc:
+            self._reject(exc.cause, str(exc))
+            return
+        outputs = self._wanted_outputs()
+        if not outputs:
+            self.stats.count("skipped_no_subscribers")
+            return
+        t1 = time.perf_counter()
+        reallocations = self.segmenter.reallocations
+        result = self.segmenter(image, encoding, outputs=outputs, overlay_alpha=self.live["overlay_alpha"])
+        t2 = time.perf_counter()
+        key = (image.shape[0], image.shape[1], msg.format if isinstance(msg, CompressedImage) else msg.encoding)
+        if key != self._frame_key:
+            if self._frame_key is not None:
+                done = "buffers reallocated" if self.segmenter.reallocations != reallocations else "same buffers"
+                self.get_logger().info(f"input changed from {self._describe(self._frame_key)} to "
+                                       f"{self._describe(key)}: {done}")
+            self._frame_key = key
+        header = msg.header
+        for name in outputs:
+            out = fill_image(self._out_msgs[name], getattr(result, name), ENCODING[name], header)
+            self.image_pubs[name].publish(out)
+        if self._camera_info is not None and self.camera_info_pub.get_subscription_count():
+            info = scale_camera_info(self._camera_info, image.shape[:2], tuple(self.segmenter.out_hw), header)
+            self.camera_info_pub.publish(info)
+        t3 = time.perf_counter()
+
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        latency_ms = None
+        if stamp_ns:
+            latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        else:
+            self.stats.count("unstamped")
+        stages = {"decode": 1e3 * (t1 - t0), **{s: result.timings_ms.get(s, 0.0) for s in STAGES},
+                  "publish": 1e3 * (t3 - t2)}
+        self.stats.published(latency_ms, (time.monotonic_ns() - received_ns) / 1e6, stages, 1e3 * (t2 - t1))
+
+    @staticmethod
+    def _describe(key) -> str:
+        return f"{key[1]}x{key[0]} {key[2]}"
+
+    def _reject(self, cause: str, message: str) -> None:
+        self.stats.error(cause)
+        held = self.throttle.check(cause)
+        if held is not None:
+            more = f" ({held} more since the last report)" if held else ""
+            self.get_logger().warning(f"skipping frame ({cause}): {message}{more}")
+
+    # -- diagnostics ---------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        live = self.live
+        report = self.stats.report(Limits(live["latency_warn_ms"], live["latency_error_ms"],
+                                          live["errors_warn_ratio"], live["errors_error_ratio"]))
+        seg = self.segmenter
+        if seg.random_weights:
+            report.add(WARN, "RANDOM WEIGHTS (no weights given): labels are meaningless")
+        if "input" in self._qos_problems:  # an error while it keeps frames away, a warning once others arrive
+            level = WARN if float(report.values["input_hz"]) > 0 else ERROR
+            report.add(level, "incompatible QoS on the input: " + self._qos_problems["input"])
+        elif not self.stats.totals["received"]:
+            report.add(WARN, f"no frames received yet on {self.input_topic}")
+        for name, problem in self._qos_problems.items():
+            if name != "input":
+                report.add(WARN, problem)
+        facts = {"model": seg.loaded.name, "backend": seg.backend_name, "device": str(seg.device),
+                 "precision": seg.precision, "weights": seg.loaded.weights_note,
+                 "random_weights": str(seg.random_weights).lower(), "network_input": "x".join(map(str, self._net_hw())),
+                 "output_resolution": self.config["output_resolution"], "upsample": self.config["upsample"],
+                 "input_topic": self.input_topic, "transport": self.config["transport"],
+                 "input_qos": self.config["input_qos"], "max_fps": f"{live['max_fps']:g}",
+                 "image": self._describe(self._frame_key) if self._frame_key else "none yet"}
+        status = to_status(report, f"{self.get_name()}: segmentation", str(seg.device), facts)
+        self.diagnostics_pub.publish(to_array(status, self.get_clock().now().to_msg()))
+
+    def _net_hw(self) -> tuple[int, int]:
+        seg = self.segmenter
+        if self._frame_key is None:
+            return seg.input_size
+        return network_size(self._frame_key[:2], seg.input_size, seg.keep_aspect)
+
+    # -- shutdown ------------------------------------------------------------------------------------
+    def destroy_node(self) -> None:
+        if self._worker is not None:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify()
+            self._worker.join(timeout=10.0)
+        super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog="segment_node", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="ROS 2 real-time semantic segmentation node.\n\n" + __doc__.split("\n\n", 1)[1],
+        epilog="usage with ROS arguments: segment_node --ros-args -p model:=farsee -r image:=/camera/image_raw\n\n"
+               "parameters:\n" + params.markdown_table())
+    parser.parse_args(rclpy.utilities.remove_ros_args(["segment_node", *argv])[1:])
+    rclpy.init(args=["segment_node", *argv])
+    try:
+        try:
+            node = SegmentNode()
+        except StartupError as exc:
+            rclpy.logging.get_logger("segment_node").fatal(f"cannot start: {exc}")
+            return 1
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,549 @@
+"""segment_node: parameter rules and diagnostics arithmetic without DDS, then the node itself through real
+rclpy/DDS (CPU, FarSee at a 64×128 network input, small frames): outputs against the Segmenter, every
+input encoding, bad input, latest-frame-wins under a burst, lazy outputs, live parameters, QoS mismatch,
+and the console script as users run it."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (pip install '.[ros]')")
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from rtseg_ros.ros import params  # noqa: E402
+from rtseg_ros.ros.conversions import array_of  # noqa: E402
+from rtseg_ros.ros.diagnostics import ERROR, OK, WARN, FrameStats, Limits, ThrottledLog  # noqa: E402
+from rtseg_ros.ros.segment_node import SegmentNode, StartupError  # noqa: E402
+
+# This module's own DDS domain (other test modules use others), varied by process so that two test runs
+# on one machine do not see each other's nodes.
+DOMAIN_ID = 90 + os.getpid() % 10
+SMALL = {"input_width": 128, "input_height": 64, "device": "cpu", "cpu_threads": 1}
+H, W = 96, 160
+
+
+# -- parameters and diagnostics, no DDS ----------------------------------------------------------------
+def test_parameter_table_rules():
+    assert params.check_value("overlay_alpha", 0.3) is None
+    assert params.check_value("max_fps", 10) is None  # `ros2 param set max_fps 10` sends an integer
+    assert "[0.0, 1.0]" in params.check_value("overlay_alpha", 1.5)
+    assert "one of" in params.check_value("precision", "fp64")
+    assert params.check_value("device", "cuda:1") is None and params.check_value("device", "gpu") is not None
+    assert params.check_value("input_width", True) is not None
+    assert "restart" in params.check_live_change("model", "ddrnet23")
+    assert params.check_live_change("overlay_alpha", 0.2) is None
+    assert params.check_live_change("use_sim_time", True) is None  # rclpy's own parameter: not ours to refuse
+    problems = params.check_config({**params.DEFAULTS, "input_width": 128})
+    assert any("input_height" in p for p in problems)
+    assert params.check_config(dict(params.DEFAULTS)) == []
+    live = {p.name for p in params.PARAMETERS if p.live}
+    assert {"overlay_alpha", "max_fps", "publish_color", "publish_overlay", "publish_confidence"} <= live
+    assert not live & {"model", "weights", "dataset", "device", "backend", "precision", "input_width", "input_height",
+                       "output_resolution", "input_qos", "transport", "engine_cache_dir"}
+    alpha = params.descriptor(params.BY_NAME["overlay_alpha"])
+    assert alpha.floating_point_range[0].to_value == 1.0 and alpha.description
+    table = params.markdown_table()
+    assert all(f"`{p.name}`" in table for p in params.PARAMETERS)
+
+
+def test_throttled_log_reports_first_then_once_per_period():
+    now = [0.0]
+    log = ThrottledLog(period_s=10.0, clock=lambda: now[0])
+    assert log.check("step") == 0
+    assert log.check("step") is None and log.check("step") is None
+    assert log.check("encoding") == 0  # causes are throttled separately
+    now[0] = 10.5
+    assert log.check("step") == 2  # held back twice since the last line
+
+
+def test_frame_stats_window_and_levels():
+    now = [0.0]
+    stats = FrameStats(clock=lambda: now[0])
+    for i in range(10):
+        stats.received(replaced=i % 2 == 1)
+    for latency in range(1, 101):
+        stats.published(float(latency), 6.0, {"inference": 4.0, "publish": 1.0}, 4.5)
+    now[0] = 2.0
+    report = stats.report(Limits(latency_warn_ms=200, latency_error_ms=1000))
+    assert report.level == OK
+    assert float(report.values["latency_p50_ms"]) == pytest.approx(50.5)
+    assert float(report.values["latency_p95_ms"]) == pytest.approx(95.05)
+    assert report.values["latency_max_ms"] == "100.00"
+    assert report.values["fps"] == "50.00" and report.values["input_hz"] == "5.00"
+    assert report.values["frames_replaced"] == "5" and report.values["stage_inference_ms"] == "4.00"
+    assert report.values["overhead_p50_ms"] == "0.50"  # receipt→published beyond Segmenter and publishing
+    # the next window starts empty; totals stay
+    for _ in range(4):
+        stats.received(False)
+    stats.published(300.0, 5.0, {}, 4.5)
+    stats.error("step")
+    now[0] = 3.0
+    report = stats.report(Limits(latency_warn_ms=200, latency_error_ms=1000, errors_warn_ratio=0.0))
+    assert report.level == WARN and "latency p95 300" in report.message and "1 of 4 frames rejected" in report.message
+    assert report.values["frames_published"] == "101" and report.values["errors_step"] == "1"
+    stats.received(False)
+    stats.error("encoding")
+    stats.published(2000.0, 5.0, {}, 4.5)
+    now[0] = 4.0
+    assert stats.report(Limits()).level == ERROR  # 1 of 1 frames rejected ≥ 0.5, and latency ≥ 1000 ms
+
+
+# -- the node through DDS ------------------------------------------------------------------------------
+class Harness:
+    """One rclpy context (own domain), a client node and an executor spinning in a thread."""
+
+    def __init__(self):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
+        self.client = rclpy.create_node("rtseg_test_client", context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.client)
+        self.nodes = []
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def node(self, name, cli_args=None, **overrides) -> SegmentNode:
+        values = {**SMALL, **overrides}
+        node = SegmentNode(name, context=self.context, cli_args=cli_args, use_global_arguments=False,
+                           parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+        self.executor.add_node(node)
+        self.nodes.append(node)
+        return node
+
+    def collect(self, msg_type, topic, qos=10) -> list:
+        received = []
+        self.client.create_subscription(msg_type, topic, received.append, qos)
+        return received
+
+    def publisher(self, msg_type, topic, qos=10):
+        return self.client.create_publisher(msg_type, topic, qos)
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=5)
+        for node in self.nodes:
+            node.destroy_node()
+        self.client.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def wait_for(condition, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def ros():
+    threads = torch.get_num_threads()
+    harness = Harness()
+    yield harness
+    harness.close()
+    torch.set_num_threads(threads)
+
+
+def scene(h=H, w=W, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def now_stamp():
+    sec, nanosec = divmod(time.time_ns(), 1_000_000_000)
+    return sec, nanosec
+
+
+def frame_msg(pixels, encoding="rgb8", frame_id="camera_optical", stamp=None):
+    """An Image of ``pixels``, stamped now unless ``stamp`` (sec, nanosec) is given."""
+    h, w = pixels.shape[:2]
+    msg = Image(height=h, width=w, encoding=encoding, step=pixels.reshape(h, -1).shape[1], data=pixels.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp or now_stamp()
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def stamp_of(msg):
+    return msg.header.stamp.sec, msg.header.stamp.nanosec
+
+
+def publish_until(pub, msg, received, timeout=15.0):
+    """Publish ``msg`` (best-effort input may drop it) until its output shows up in ``received``."""
+    deadline = time.monotonic() + timeout
+
+    def output():
+        return next((m for m in reversed(received) if stamp_of(m) == stamp_of(msg)
+                     and m.header.frame_id == msg.header.frame_id), None)
+
+    while output() is None:
+        assert time.monotonic() < deadline, f"no output for {msg.header.frame_id} within {timeout} s"
+        pub.publish(msg)
+        wait_until = time.monotonic() + 0.5
+        while output() is None and time.monotonic() < wait_until:
+            time.sleep(0.005)
+    return output()
+
+
+def status_of(diagnostics, name):
+    for array in reversed(diagnostics):
+        for status in array.status:
+            if status.name == name:
+                return status, {kv.key: kv.value for kv in status.values}
+    return None, {}
+
+
+def connected(node, *outputs):
+    return lambda: all(node.image_pubs[o].get_subscription_count() for o in outputs)
+
+
+@pytest.fixture(scope="module")
+def seg_a(ros):
+    """The main node: every output subscribed, confidence on, a camera_info input."""
+    node = ros.node("seg_a", cli_args=["--ros-args", "-r", "image:=/cam_a/image_raw"], publish_confidence=True)
+    outputs = {name: ros.collect(Image, f"/seg_a/{name}") for name in ("labels", "color", "overlay", "confidence")}
+    outputs["camera_info"] = ros.collect(CameraInfo, "/seg_a/camera_info")
+    outputs["diagnostics"] = ros.collect(DiagnosticArray, "/diagnostics")
+    wait_for(connected(node, "labels", "color", "overlay", "confidence"), what="output subscriptions")
+    return node, outputs, ros.publisher(Image, "/cam_a/image_raw"), ros.publisher(CameraInfo, "/cam_a/camera_info")
+
+
+def test_outputs_copy_the_header_and_match_the_segmenter(ros, seg_a):
+    node, out, pub, info_pub = seg_a
+    info = CameraInfo(width=W, height=H, distortion_model="plumb_bob", k=[100.0, 0, 80, 0, 100.0, 48, 0, 0, 1])
+    wait_for(lambda: node.camera_info_sub.get_publisher_count(), what="camera_info connection")
+    wait_for(lambda: (info_pub.publish(info), node._camera_info is not None)[1], what="camera_info input")
+    wait_for(lambda: node.camera_info_pub.get_subscription_count(), what="camera_info output subscription")
+    rgb = scene()
+    sent = frame_msg(rgb, frame_id="cam_a_optical")
+    labels_msg = publish_until(pub, sent, out["labels"])
+    wait_for(lambda: out["overlay"] and out["color"] and out["confidence"] and out["camera_info"], what="all outputs")
+    for name, encoding, channels in (("labels", "mono8", 1), ("color", "rgb8", 3), ("overlay", "rgb8", 3),
+                                     ("confidence", "mono8", 1)):
+        msg = out[name][-1]
+        assert (stamp_of(msg), msg.header.frame_id) == (stamp_of(sent), "cam_a_optical"), name
+        assert (msg.encoding, msg.height, msg.width, msg.step) == (encoding, H, W, W * channels), name
+    info_out = out["camera_info"][-1]
+    assert (stamp_of(info_out), info_out.header.frame_id) == (stamp_of(sent), "cam_a_optical")
+    assert (info_out.width, info_out.height, list(info_out.k)) == (W, H, list(info.k))
+
+    # the same frame through the node's Segmenter directly (the node is idle now)
+    time.sleep(0.2)
+    reference = node.segmenter(rgb, "rgb8", outputs=("labels", "color", "overlay", "confidence"), overlay_alpha=0.5)
+    labels = array_of(labels_msg)
+    np.testing.assert_array_equal(labels, reference.labels)
+    np.testing.assert_array_equal(array_of(out["confidence"][-1]), reference.confidence)
+    palette = node.segmenter.dataset.palette
+    np.testing.assert_array_equal(array_of(out["color"][-1]), palette[labels])
+    blend = 0.5 * rgb + 0.5 * palette[labels].astype(float)
+    assert np.abs(array_of(out["overlay"][-1]).astype(float) - blend).max() <= 1.0
+
+
+def test_class_info_is_latched_json(ros, seg_a):
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    class_info = ros.collect(String, "/seg_a/class_info", latched)  # subscribed long after it was published
+    wait_for(lambda: class_info, what="class_info")
+    doc = json.loads(class_info[0].data)
+    assert doc["model"] == "farsee" and doc["dataset"] == "cityscapes" and doc["random_weights"] is True
+    assert [c["name"] for c in doc["classes"]][:3] == ["road", "sidewalk", "building"]
+    assert doc["classes"][13] == {"id": 13, "name": "car", "color": [0, 0, 142]}
+
+
+def test_diagnostics_report_rates_latency_stages_and_facts(ros, seg_a):
+    node, out, pub, _ = seg_a
+    published = node.stats.totals["published"]
+    publish_until(pub, frame_msg(scene(seed=3)), out["labels"])
+    wait_for(lambda: int(status_of(out["diagnostics"], "seg_a: segmentation")[1].get("frames_published", 0))
+             > published, what="diagnostics with this frame")
+    status, values = status_of(out["diagnostics"], "seg_a: segmentation")
+    for key in ("fps", "input_hz", "latency_p50_ms", "latency_p95_ms", "latency_max_ms", "stage_decode_ms",
+                "stage_inference_ms", "stage_postprocess_ms", "stage_publish_ms", "segmenter_p50_ms", "overhead_p50_ms",
+                "frames_received", "frames_published", "frames_replaced", "errors", "model", "backend", "device",
+                "precision", "weights", "network_input", "image"):
+        assert key in values, key
+    assert (values["model"], values["backend"], values["device"], values["precision"]) == \
+        ("farsee", "torch", "cpu", "fp32")
+    assert values["image"] == f"{W}x{H} rgb8" and values["network_input"] == "64x96"
+    # random weights are said loudly
+    assert status.level == DiagnosticStatus.WARN and "RANDOM WEIGHTS" in status.message
+    assert values["random_weights"] == "true"
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "bgra8", "mono8", "bayer_rggb8", "yuv422"])
+def test_every_input_encoding_is_segmented(ros, seg_a, encoding):
+    node, out, pub, _ = seg_a
+    rgb = scene(seed=1)
+    reference = publish_until(pub, frame_msg(rgb), out["labels"])
+    alpha = np.full((H, W, 1), 9, np.uint8)
+    pixels = {"bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, alpha]), "bgra8": np.dstack([rgb[..., ::-1], alpha]),
+              "mono8": rgb[..., :1], "bayer_rggb8": rgb[..., :1], "yuv422": np.dstack([rgb[..., 0], rgb[..., 1]])}
+    sent = frame_msg(np.ascontiguousarray(pixels[encoding]), encoding)
+    msg = publish_until(pub, sent, out["labels"])
+    assert (stamp_of(msg), msg.height, msg.width) == (stamp_of(sent), H, W)
+    if encoding in ("bgr8", "rgba8", "bgra8"):  # the same colours in another layout: the same labels
+        np.testing.assert_array_equal(array_of(msg), array_of(reference))
+
+
+def wait_error(node, cause, count):
+    wait_for(lambda: node.stats.errors[cause] >= count, timeout=10, what=f"{cause} error #{count}")
+
+
+def test_bad_input_is_skipped_counted_and_the_node_keeps_going(ros, seg_a):
+    node, out, pub, _ = seg_a
+    bad = {
+        "encoding": Image(height=H, width=W, encoding="32FC1", step=W * 4, data=bytes(H * W * 4)),
+        "step": Image(height=H, width=W, encoding="rgb8", step=W, data=bytes(H * W)),
+        "empty": Image(height=0, width=0, encoding="rgb8", step=0, data=b""),
+        "data_size": Image(height=H, width=W, encoding="rgb8", step=W * 3, data=bytes(H * W * 3 // 2)),
+    }
+    before = node.stats.totals["published"]
+    for cause, msg in bad.items():
+        start = node.stats.errors[cause]
+        deadline = time.monotonic() + 10
+        while node.stats.errors[cause] == start:  # best-effort input: repeat until one arrives
+            assert time.monotonic() < deadline, cause
+            pub.publish(msg)
+            time.sleep(0.05)
+        assert node.stats.errors[cause] >= 1
+    assert node.stats.totals["published"] == before  # nothing came out of bad frames
+    publish_until(pub, frame_msg(scene()), out["labels"])  # and the next good frame goes through
+    wait_for(lambda: all(f"errors_{c}" in status_of(out["diagnostics"], "seg_a: segmentation")[1] for c in bad),
+             what="errors by cause in diagnostics")
+
+
+def test_size_change_mid_stream(ros, seg_a):
+    node, out, pub, _ = seg_a
+    publish_until(pub, frame_msg(scene()), out["labels"])
+    reallocations = node.segmenter.reallocations
+    msg = publish_until(pub, frame_msg(scene(64, 80)), out["labels"])
+    assert (msg.height, msg.width) == (64, 80)
+    assert node.segmenter.reallocations == reallocations + 1
+    msg = publish_until(pub, frame_msg(scene()), out["labels"])
+    assert (msg.height, msg.width) == (H, W)
+
+
+def test_network_resolution_outputs_and_their_camera_info(ros):
+    node = ros.node("seg_net", cli_args=["--ros-args", "-r", "image:=/net/image"], output_resolution="network",
+                    publish_color=False, publish_overlay=False)
+    labels = ros.collect(Image, "/seg_net/labels")
+    infos = ros.collect(CameraInfo, "/seg_net/camera_info")
+    pub, info_pub = ros.publisher(Image, "/net/image"), ros.publisher(CameraInfo, "/net/camera_info")
+    wait_for(lambda: connected(node, "labels")() and node.camera_info_pub.get_subscription_count(),
+             what="output subscriptions")
+    wait_for(lambda: node.camera_info_sub.get_publisher_count(), what="camera_info connection")
+    info = CameraInfo(width=W, height=H, k=[100.0, 0, 79.5, 0, 100.0, 47.5, 0, 0, 1])
+    wait_for(lambda: (info_pub.publish(info), node._camera_info is not None)[1], what="camera_info input")
+    sent = frame_msg(scene())
+    msg = publish_until(pub, sent, labels)
+    assert (msg.height, msg.width) == (64, 96)  # 96×160 fitted into 64×128, aspect kept, multiples of 32
+    wait_for(lambda: infos and stamp_of(infos[-1]) == stamp_of(sent), what="camera_info of this frame")
+    out = infos[-1]
+    assert (out.width, out.height) == (96, 64)
+    assert out.k[0] == pytest.approx(100.0 * 96 / 160) and out.k[4] == pytest.approx(100.0 * 64 / 96)
+    assert out.k[2] == pytest.approx(47.5) and out.k[5] == pytest.approx(31.5)  # the centres stay centred
+
+
+def set_parameters(ros, node_name, **values):
+    client = ros.client.create_client(SetParameters, f"/{node_name}/set_parameters")
+    assert client.wait_for_service(timeout_sec=10)
+    request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    future = client.call_async(request)
+    wait_for(future.done, what="set_parameters response")
+    ros.client.destroy_client(client)
+    return future.result().results
+
+
+def test_live_parameters_through_the_parameter_service(ros, seg_a):
+    node, out, pub, _ = seg_a
+    results = set_parameters(ros, "seg_a", overlay_alpha=0.0)
+    assert results[0].successful
+    rgb = scene(seed=7)
+    sent = frame_msg(rgb)
+    publish_until(pub, sent, out["labels"])
+    wait_for(lambda: out["overlay"] and stamp_of(out["overlay"][-1]) == stamp_of(sent), what="overlay of this frame")
+    np.testing.assert_array_equal(array_of(out["overlay"][-1]), rgb)  # alpha 0: the image itself
+    (result,) = set_parameters(ros, "seg_a", model="ddrnet23")
+    assert not result.successful and "restart" in result.reason
+    (result,) = set_parameters(ros, "seg_a", overlay_alpha=1.5)
+    assert not result.successful
+    (result,) = set_parameters(ros, "seg_a", max_fps=20)  # an integer for a float parameter: accepted
+    assert result.successful and node.live["max_fps"] == 20.0
+    assert set_parameters(ros, "seg_a", overlay_alpha=0.5, max_fps=0.0)[0].successful
+
+
+def test_max_fps_caps_the_rate(ros):
+    node = ros.node("seg_fps", max_fps=4.0, publish_color=False, publish_overlay=False)
+    labels = ros.collect(Image, "/seg_fps/labels")
+    pub = ros.publisher(Image, "/image")
+    wait_for(connected(node, "labels"), what="labels subscription")
+    msg, start = frame_msg(scene(48, 80)), time.monotonic()
+    while time.monotonic() - start < 2.0:  # 2 s at ~40 Hz
+        pub.publish(msg)
+        time.sleep(0.025)
+    time.sleep(0.3)
+    assert 4 <= len(labels) <= 10, len(labels)
+    assert node.stats.totals["replaced"] > 0
+
+
+def test_latest_frame_wins_under_a_burst(ros):
+    node = ros.node("seg_burst", cli_args=["--ros-args", "-r", "image:=/burst/image"])
+    labels = ros.collect(Image, "/seg_burst/labels")
+    pub = ros.publisher(Image, "/burst/image", 50)
+    wait_for(connected(node, "labels"), what="labels subscription")
+    wait_for(lambda: pub.get_subscription_count(), what="input connection")
+    publish_until(pub, frame_msg(scene(), frame_id="warm-up"), labels)  # buffers allocated
+    segmenter_ms = node.stats._segmenter[-1]
+    msgs = [frame_msg(scene(seed=i % 3), frame_id=str(i)) for i in range(50)]
+    for msg in msgs:  # at ~400 Hz, about ten frames per inference
+        msg.header.stamp.sec, msg.header.stamp.nanosec = now_stamp()
+        pub.publish(msg)
+        time.sleep(0.0025)
+    last_sent = time.monotonic()
+    wait_for(lambda: labels[-1].header.frame_id == "49", timeout=20, what="the newest frame's labels")
+    last_latency_ms = 1e3 * (time.monotonic() - last_sent)
+    done = [int(m.header.frame_id) for m in labels[1:]]
+    assert done == sorted(set(done)) and done[-1] == 49  # in order, none twice, the newest always
+    assert len(done) < 25, f"the node worked through a queue of stale frames: {done}"
+    # a queue would make the newest frame wait for every frame before it; here it waits for at most one
+    assert last_latency_ms < 3 * segmenter_ms + 300, (last_latency_ms, segmenter_ms)
+    totals = node.stats.totals
+    assert totals["replaced"] > 0 and totals["published"] + totals["replaced"] == totals["received"]
+    time.sleep(0.1)
+    assert node._pending is None
+
+
+def test_outputs_without_subscribers_are_not_computed(ros):
+    node = ros.node("seg_lazy", cli_args=["--ros-args", "-r", "image:=/lazy/image"])
+    pub = ros.publisher(Image, "/lazy/image")
+    wait_for(lambda: pub.get_subscription_count(), what="input connection")
+    wait_for(lambda: (pub.publish(frame_msg(scene())), node.stats.totals["skipped_no_subscribers"] > 0)[1],
+             what="a skipped frame")
+    assert node.stats.totals["published"] == 0 and node.segmenter._key is None  # never ran
+
+    labels = ros.collect(Image, "/seg_lazy/labels")
+    wait_for(connected(node, "labels"), what="labels subscription")
+    publish_until(pub, frame_msg(scene()), labels)
+    assert node.segmenter._key[3] == ("labels",)  # colour, overlay, confidence not computed
+
+    color = ros.collect(Image, "/seg_lazy/color")
+    wait_for(connected(node, "color"), what="color subscription")
+    publish_until(pub, frame_msg(scene()), color)
+    assert node.segmenter._key[3] == ("labels", "color")
+
+    assert set_parameters(ros, "seg_lazy", publish_color=False)[0].successful
+    published = len(color)
+    publish_until(pub, frame_msg(scene()), labels)
+    assert node.segmenter._key[3] == ("labels",) and len(color) == published
+
+
+def test_compressed_transport_follows_the_image_remapping(ros):
+    node = ros.node("seg_jpeg", cli_args=["--ros-args", "-r", "image:=/cam_c/image_raw"], transport="compressed",
+                    publish_color=False, publish_overlay=False)
+    assert node.input_topic == "/cam_c/image_raw/compressed"
+    labels = ros.collect(Image, "/seg_jpeg/labels")
+    pub = ros.publisher(CompressedImage, "/cam_c/image_raw/compressed")
+    wait_for(connected(node, "labels"), what="labels subscription")
+    jpeg = CompressedImage(format="rgb8; jpeg compressed bgr8", data=cv2.imencode(".jpg", scene())[1].tobytes())
+    jpeg.header.stamp.sec, jpeg.header.frame_id = 42, "cam_c"
+    msg = publish_until(pub, jpeg, labels)
+    assert (stamp_of(msg), msg.header.frame_id, msg.height, msg.width) == ((42, 0), "cam_c", H, W)
+    garbage = CompressedImage(format="jpeg", data=np.random.default_rng(0).integers(0, 256, 999, np.uint8).tobytes())
+    wait_for(lambda: (pub.publish(garbage), node.stats.errors["decode"] > 0)[1], what="a decode error")
+    publish_until(pub, jpeg, labels)  # still running
+
+
+def test_incompatible_qos_is_reported_with_the_fix(ros):
+    node = ros.node("seg_qos", cli_args=["--ros-args", "-r", "image:=/qos/image"], input_qos="reliable")
+    diagnostics = ros.collect(DiagnosticArray, "/diagnostics")
+    best_effort = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+    ros.publisher(Image, "/qos/image", best_effort)
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    ros.collect(Image, "/seg_qos/labels", latched)  # asks for what the output does not offer
+    wait_for(lambda: "input" in node._qos_problems and "labels" in node._qos_problems, what="QoS events")
+    assert "input_qos:=sensor_data" in node._qos_problems["input"]
+    assert "DURABILITY" in node._qos_problems["labels"]
+    wait_for(lambda: status_of(diagnostics, "seg_qos: segmentation")[0] is not None, what="diagnostics")
+    status, _ = status_of(diagnostics, "seg_qos: segmentation")
+    assert status.level == DiagnosticStatus.ERROR and "incompatible QoS" in status.message
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"model": "no_such_net"}, "unknown model 'no_such_net'"),
+    ({"weights": "/nonexistent/best.pt"}, "weights file not found"),
+    ({"precision": "fp64"}, "precision must be one of"),
+    ({"input_width": 128, "input_height": 0}, "input_width and input_height"),
+])
+def test_start_up_errors_are_one_clear_message(ros, overrides, message):
+    with pytest.raises(StartupError) as info:
+        ros.node("seg_bad", **{**SMALL, **overrides})
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_corrupt_weights_file_fails_at_start_up(ros, tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint" * 10)
+    with pytest.raises(StartupError, match="cannot read weights file"):
+        ros.node("seg_bad", weights=str(corrupt))
+
+
+# -- the console script, as users run it -----------------------------------------------------------------
+def console_script():
+    script = shutil.which("segment_node")
+    return [script] if script else [sys.executable, "-m", "rtseg_ros.ros.segment_node"]
+
+
+def script_env():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+            "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1"}
+
+
+def test_console_script_segments_and_stops_cleanly(ros):
+    labels = ros.collect(Image, "/script_seg/labels")
+    process = subprocess.Popen(
+        console_script() + ["--ros-args", "-r", "__node:=script_seg", "-r", "image:=/script/image",
+                            "-p", "model:=farsee", "-p", "input_width:=128", "-p", "input_height:=64",
+                            "-p", "device:=cpu", "-p", "cpu_threads:=1"],
+        env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        pub = ros.publisher(Image, "/script/image")
+        msg = frame_msg(scene(), frame_id="script_cam")
+        deadline = time.monotonic() + 60
+        while not labels:
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "no labels from the console script within 60 s"
+            pub.publish(msg)
+            time.sleep(0.1)
+        assert (stamp_of(labels[0]), labels[0].header.frame_id) == (stamp_of(msg), "script_cam")
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=20)[0]
+        assert process.returncode == 0, output
+        assert "Traceback" not in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_console_script_with_bad_weights_exits_with_one_line():
+    result = subprocess.run(console_script() + ["--ros-args", "-p", "weights:=/nonexistent/best.pt",
+                                                "-p", "device:=cpu"],
+                            env=script_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "weights file not found: /nonexistent/best.pt" in lines[0] and "Traceback" not in lines[0]
