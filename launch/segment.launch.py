@@ -15,7 +15,7 @@ from launch_ros.substitutions import FindPackageShare
 CONFIG = PathJoinSubstitution([FindPackageShare("rtseg_ros"), "config"])
 
 ARGUMENTS = [
-    ("model", "farsee", "network from the model registry; empty when weights is an rtseg-train checkpoint"),
+    ("model", "farsee", "network from the model registry; model:='' takes it from an rtseg-train checkpoint"),
     ("image", "/camera/image_raw", "input image topic (its sibling camera_info is used when published)"),
     ("weights", "", "checkpoint file; empty: random initialisation (plumbing checks only)"),
     ("device", "auto", "auto, cpu, cuda or cuda:N"),
