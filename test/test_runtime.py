@@ -244,3 +244,30 @@ def test_cuda_steady_state_makes_no_allocations(graphs):
         assert torch.cuda.memory_stats()["allocation.all.allocated"] == before
     cpu = Segmenter(MODEL, input_size=(256, 512))
     assert (seg(rgb, "bgr8").labels == cpu(rgb, "bgr8").labels).mean() > 0.999
+
+
+def official_state_dict(name: str) -> dict:
+    """Random tensors in the layout of a published checkpoint (test/data/official_state_dicts)."""
+    from pathlib import Path
+
+    state = {}
+    for line in (Path(__file__).parent / "data" / "official_state_dicts" / f"{name}.txt").read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, shape, dtype, _ = line.split("\t")
+        dims = () if shape == "scalar" else tuple(int(d) for d in shape.split("x"))
+        state[key] = torch.zeros(dims, dtype=torch.int64) if dtype == "int64" else torch.rand(dims) + 0.5
+    return state
+
+
+@pytest.mark.parametrize("model, listing", [("ddrnet23_slim", "ddrnet23_slim"), ("sgcpnet", "sgcpnet")])
+def test_published_checkpoint_layouts_load_in_the_segmenter(tmp_path, model, listing):
+    # As the official trainers save them: a "model." prefix (HRNet framework) and loss buffers beside.
+    state = {f"model.{k}": v for k, v in official_state_dict(listing).items()}
+    state["loss.criterion.weight"] = torch.ones(19)
+    torch.save({"state_dict": state}, tmp_path / "official.pth")
+    seg = Segmenter(model, weights=str(tmp_path / "official.pth"), input_size=NET)
+    loaded = seg.loaded.model.state_dict()
+    for key, value in loaded.items():  # every weight came from the file (aux heads dropped)
+        torch.testing.assert_close(value, state[f"model.{key}"], msg=key)
+    assert seg(frame(), "rgb8").labels.shape == (96, 160)
