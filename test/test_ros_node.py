@@ -389,12 +389,16 @@ def test_max_fps_caps_the_rate(ros):
     labels = ros.collect(Image, "/seg_fps/labels")
     pub = ros.publisher(Image, "/image")
     wait_for(connected(node, "labels"), what="labels subscription")
+    wait_for(lambda: pub.get_subscription_count(), what="input connection")
+    publish_until(pub, frame_msg(scene(48, 80), frame_id="warm-up"), labels)  # buffers allocated
+    labels.clear()
     msg, start = frame_msg(scene(48, 80)), time.monotonic()
     while time.monotonic() - start < 2.0:  # 2 s at ~40 Hz
         pub.publish(msg)
         time.sleep(0.025)
     time.sleep(0.3)
-    assert 4 <= len(labels) <= 10, len(labels)
+    # The cap is an upper bound (a slow machine only lowers the count): 2.3 s at 4 Hz is at most 10.
+    assert 1 <= len(labels) <= 10, len(labels)
     assert node.stats.totals["replaced"] > 0
 
 
@@ -405,20 +409,20 @@ def test_latest_frame_wins_under_a_burst(ros):
     wait_for(connected(node, "labels"), what="labels subscription")
     wait_for(lambda: pub.get_subscription_count(), what="input connection")
     publish_until(pub, frame_msg(scene(), frame_id="warm-up"), labels)  # buffers allocated
-    segmenter_ms = node.stats._segmenter[-1]
     msgs = [frame_msg(scene(seed=i % 3), frame_id=str(i)) for i in range(50)]
     for msg in msgs:  # at ~400 Hz, about ten frames per inference
         msg.header.stamp.sec, msg.header.stamp.nanosec = now_stamp()
         pub.publish(msg)
         time.sleep(0.0025)
-    last_sent = time.monotonic()
+    arrived_before_last_sent = len(labels)
     wait_for(lambda: labels[-1].header.frame_id == "49", timeout=20, what="the newest frame's labels")
-    last_latency_ms = 1e3 * (time.monotonic() - last_sent)
     done = [int(m.header.frame_id) for m in labels[1:]]
     assert done == sorted(set(done)) and done[-1] == 49  # in order, none twice, the newest always
     assert len(done) < 25, f"the node worked through a queue of stale frames: {done}"
-    # a queue would make the newest frame wait for every frame before it; here it waits for at most one
-    assert last_latency_ms < 3 * segmenter_ms + 300, (last_latency_ms, segmenter_ms)
+    # Bounded latency without timing it: once the last frame is sent, a queue would still have to work
+    # through every frame before it; latest-frame-wins finishes at most the frame in progress (plus
+    # one already on the wire) before the newest.
+    assert len(labels) - arrived_before_last_sent <= 3, done
     totals = node.stats.totals
     assert totals["replaced"] > 0 and totals["published"] + totals["replaced"] == totals["received"]
     time.sleep(0.1)
