@@ -271,3 +271,17 @@ def test_published_checkpoint_layouts_load_in_the_segmenter(tmp_path, model, lis
     for key, value in loaded.items():  # every weight came from the file (aux heads dropped)
         torch.testing.assert_close(value, state[f"model.{key}"], msg=key)
     assert seg(frame(), "rgb8").labels.shape == (96, 160)
+
+
+@pytest.mark.parametrize("precision, floor", [("fp16", 0.99), ("bf16", 0.95)])
+def test_reduced_precision_agrees_with_fp32(precision, floor):
+    # Measured on CPU with random DDRNet-23-slim weights: fp16 99.9 %, bf16 97.8 % of labels equal.
+    from rtseg_ros.data.synth import generate_scene
+
+    rgb = generate_scene(np.random.default_rng(0), 96, 160)[0]
+    torch.manual_seed(0)
+    reference = Segmenter("ddrnet23_slim", input_size=NET)
+    torch.manual_seed(0)
+    reduced = Segmenter("ddrnet23_slim", input_size=NET, precision=precision)
+    assert next(reduced.network.parameters()).dtype == {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    assert (reduced(rgb, "rgb8").labels == reference(rgb, "rgb8").labels).mean() >= floor
