@@ -285,3 +285,17 @@ def test_reduced_precision_agrees_with_fp32(precision, floor):
     reduced = Segmenter("ddrnet23_slim", input_size=NET, precision=precision)
     assert next(reduced.network.parameters()).dtype == {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     assert (reduced(rgb, "rgb8").labels == reference(rgb, "rgb8").labels).mean() >= floor
+
+
+def test_segmenter_upsamples_like_the_model_head():
+    # CSFCN's head upsamples with align_corners=True; the Segmenter must then match the model's own output.
+    torch.manual_seed(0)
+    seg = Segmenter("csfcn", input_size=(64, 128), keep_aspect=False)
+    rgb = frame(64, 128, seed=7)
+    model = seg.loaded.model.eval()
+    model.upsample_logits = True
+    x = torch.from_numpy(reference_preprocess(rgb, (64, 128), np.array(seg.loaded.mean), np.array(seg.loaded.std))).float()
+    with torch.no_grad():
+        expected = model(x).argmax(1)[0].numpy()
+    assert seg._align_corners
+    assert (seg(rgb, "rgb8").labels == expected).mean() >= 0.999

@@ -336,6 +336,7 @@ class CSFCN(nn.Module):
         if head not in _HEAD_UPSCALE:
             raise ValueError(f"head must be one of {sorted(_HEAD_UPSCALE)}, got {head!r}")
         self.upsample_logits = True
+        self.logits_align_corners = True  # how callers that upsample stride-8 logits should do it
         # Encoder attribute named as in the official checkpoints (``resnet.*``).
         if backbone == "resnet18":
             self.resnet = ResNet18Encoder(stem)

@@ -8,7 +8,8 @@ Model contract (every registered network follows it):
   - in train mode with ``aux=True``: a tuple ``(main, aux_1, ...)``, every entry ``B×K×H×W``.
 * ``model.upsample_logits`` (default ``True``): set it to ``False`` to get the main logits at the
   network's output stride instead (``B×K×ceil(H/s)×ceil(W/s)``, roughly); the runtime then upsamples
-  itself. Auxiliary logits in training are always at input resolution.
+  itself, bilinearly with ``align_corners=model.logits_align_corners`` if the model sets it (CSFCN's
+  head does), else ``False``. Auxiliary logits in training are always at input resolution.
 * ``aux=False`` builds no auxiliary heads at all (parameter counts then exclude them).
 """
 from __future__ import annotations

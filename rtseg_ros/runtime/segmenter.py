@@ -103,6 +103,7 @@ class Segmenter:
 
         network = self.loaded.model.eval()
         network.upsample_logits = False  # the Segmenter upsamples itself, after choosing how
+        self._align_corners = bool(getattr(network, "logits_align_corners", False))
         if fold_bn:
             sample = torch.randn(1, 3, 128, 256)
             network, self.folded_bn = fold_batchnorm(network, sample)
@@ -168,7 +169,7 @@ class Segmenter:
     def _postprocess(self, logits: torch.Tensor) -> None:
         outputs = self.dev_out
         if self.upsample == "logits" or "confidence" in outputs:
-            logits = F.interpolate(logits, size=self.out_hw, mode="bilinear", align_corners=False)
+            logits = F.interpolate(logits, size=self.out_hw, mode="bilinear", align_corners=self._align_corners)
             labels = logits.argmax(1)[0]
         else:
             labels = F.interpolate(logits.argmax(1, keepdim=True).to(torch.uint8), size=self.out_hw, mode="nearest")[0, 0]
