@@ -50,20 +50,15 @@ class OnnxRuntimeRunner:
         x = x.contiguous()
         if self.device.type == "cpu":
             return torch.from_numpy(self.session.run(None, {"image": x.numpy()})[0])
+        device_id = self.device.index or 0
         binding = self.session.io_binding()
-        binding.bind_input("image", "cuda", self.device.index or 0, np.float32,
-                           tuple(x.shape), x.data_ptr())
+        binding.bind_input("image", "cuda", device_id, np.float32, tuple(x.shape), x.data_ptr())
         out = self._outputs.get(tuple(x.shape))
         if out is None:  # first frame of this shape: let ORT size the output, then keep a buffer for it
-            binding.bind_output("logits", "cuda", self.device.index or 0)
+            binding.bind_output("logits", "cuda", device_id)
             self.session.run_with_iobinding(binding)
-            shape = binding.get_outputs()[0].shape()
-            out = self._outputs[tuple(x.shape)] = torch.empty(shape, device=self.device)
-            binding = self.session.io_binding()
-            binding.bind_input("image", "cuda", self.device.index or 0, np.float32,
-                               tuple(x.shape), x.data_ptr())
-        binding.bind_output("logits", "cuda", self.device.index or 0, np.float32,
-                            tuple(out.shape), out.data_ptr())
+            out = self._outputs[tuple(x.shape)] = torch.empty(binding.get_outputs()[0].shape(), device=self.device)
+        binding.bind_output("logits", "cuda", device_id, np.float32, tuple(out.shape), out.data_ptr())
         torch.cuda.current_stream(self.device).synchronize()  # ORT runs on its own stream
         self.session.run_with_iobinding(binding)
         return out
