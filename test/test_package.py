@@ -79,3 +79,8 @@ def test_colcon_build(tmp_path):
     assert (prefix / "share" / "rtseg_ros" / "package.xml").is_file()
     for line in setup_kwargs()["entry_points"]["console_scripts"]:
         assert (prefix / "lib" / "rtseg_ros" / line.split("=")[0].strip()).is_file()
+
+
+def test_readme_parameter_table_is_current():
+    params = pytest.importorskip("rtseg_ros.ros.params", reason="needs the ROS 2 message wheels")
+    assert params.markdown_table() in (ROOT / "README.md").read_text(), "paste params.markdown_table() into README"
