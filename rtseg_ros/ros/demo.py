@@ -33,6 +33,7 @@ from rtseg_ros.data.labels import colorize, get_dataset_info
 from rtseg_ros.data.synth import write_dataset
 from rtseg_ros.eval.metrics import ConfusionMatrix
 from rtseg_ros.ros.conversions import fill_image
+from rtseg_ros.tools.export import parse_size
 from rtseg_ros.train.cli import main as train_main
 
 
@@ -42,7 +43,7 @@ def parse_args(argv):
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="working folder (default: demo_out)")
     p.add_argument("--model", default="ddrnet23_slim", help="network to train and run (default ddrnet23_slim)")
     p.add_argument("--weights", help="use this checkpoint instead of training one")
-    p.add_argument("--size", default="64x128", help="frame size HxW of the synthetic data (default 64x128)")
+    p.add_argument("--size", type=parse_size, default=(64, 128), help="frame size HxW of the synthetic data (default 64x128)")
     p.add_argument("--train-images", type=int, default=48, help="synthetic training images (default 48)")
     p.add_argument("--val-images", type=int, default=24, help="frames published to the node (default 24)")
     p.add_argument("--iters", type=int, default=300, help="training iterations (default 300)")
@@ -122,7 +123,7 @@ def run_node(args, weights: Path, frames: list[dict]) -> tuple[dict, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    size = tuple(int(v) for v in args.size.lower().split("x"))
+    size = args.size
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.out / "synth"
     print(f"[1/3] drawing {args.train_images} + {args.val_images} synthetic scenes of {size[0]}x{size[1]} in {data}")
