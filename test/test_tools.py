@@ -63,3 +63,11 @@ def test_pipeline_benchmark_runs_both_loops_on_the_same_frames(tmp_path, capsys)
     assert row["naive"]["fps"] > 0 and row["segmenter"]["fps"] > 0
     assert row["label_agreement"] > 0.99  # both loops compute the same labels
     assert "| sgcpnet | 96×160 |" in capsys.readouterr().out
+
+
+def test_model_speed_rows_carry_the_eager_baseline_and_paper_figures():
+    (row,) = bench.bench_models(["ddrnet23_slim"], [(64, 128)], "cpu", ["fp32"], [True], seconds=0.2)
+    assert row["fps"] > 0 and row["eager_fp32_fps"] > 0 and row["cuda_graph"] is False  # no graphs on CPU
+    assert row["speedup"] == pytest.approx(row["fps"] / row["eager_fp32_fps"])
+    assert row["paper_fps"] == 108.8 and row["paper_resolution"] == [1024, 2048]
+    assert "| ddrnet23_slim | 64×128 | fp32 | off |" in bench.models_table([row])

@@ -10,6 +10,7 @@ Prints a Markdown table and writes JSON (``--json``).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -97,35 +98,46 @@ def bench_pipeline(model: str, size: tuple[int, int], frames: int, device: str, 
 
 def bench_models(models: list[str], sizes: list[tuple[int, int]], device: str, precisions: list[str],
                  graphs: list[bool], seconds: float = 3.0) -> list[dict]:
-    """Forward-only FPS, batch 1, random input, warm-up, synchronised (DDRNet/PIDNet speed protocol)."""
-    from rtseg_ros.models import build_model
+    """Forward-only FPS, batch 1, random input, warm-up, synchronised (DDRNet/PIDNet speed protocol), of the
+    optimised network (BN folded, channels_last, each precision, CUDA graph on/off) beside the network as
+    built (eager fp32, NCHW, BN unfolded) at the same size in the same run."""
+    from rtseg_ros.models import build_model, get_entry
     from rtseg_ros.runtime.folding import fold_batchnorm
 
     rows = []
     for name in models:
-        network = build_model(name).eval()
-        network.upsample_logits = True
-        network, _ = fold_batchnorm(network, torch.randn(1, 3, 128, 256))
-        for precision in precisions:
-            dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-            net = network.to(device, dtype).to(memory_format=torch.channels_last)
-            for size in sizes:
+        eager = build_model(name).eval()
+        eager.upsample_logits = True
+        folded, _ = fold_batchnorm(eager, torch.randn(1, 3, 128, 256))
+        eager.to(device)
+        paper = get_entry(name).paper
+        for size in sizes:
+            x = torch.randn(1, 3, *size, device=device)
+            eager_fps = _fps(lambda: eager(x), device, seconds)
+            for precision in precisions:
+                dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+                net = copy.deepcopy(folded).to(device, dtype).to(memory_format=torch.channels_last)
+                xc = x.to(dtype).contiguous(memory_format=torch.channels_last)
                 for use_graph in graphs if device.startswith("cuda") else [False]:
-                    x = torch.randn(1, 3, *size, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-                    run = _graphed(net, x) if use_graph else (lambda: net(x))
-                    with torch.no_grad():
-                        for _ in range(10):
-                            run()
-                        _sync(device)
-                        count, start = 0, time.perf_counter()
-                        while time.perf_counter() - start < seconds:
-                            run()
-                            count += 1
-                        _sync(device)
-                        elapsed = time.perf_counter() - start
+                    fps = _fps(_graphed(net, xc) if use_graph else (lambda: net(xc)), device, seconds)
                     rows.append({"model": name, "size": list(size), "precision": precision, "cuda_graph": use_graph,
-                                 "fps": count / elapsed, "ms": 1e3 * elapsed / count, "device": _device_name(device)})
+                                 "fps": fps, "ms": 1e3 / fps, "eager_fp32_fps": eager_fps, "speedup": fps / eager_fps,
+                                 "paper_fps": paper.fps, "paper_resolution": list(paper.resolution or ()),
+                                 "paper_gpu": paper.gpu, "device": _device_name(device)})
     return rows
+
+
+@torch.no_grad()
+def _fps(run, device: str, seconds: float) -> float:
+    for _ in range(10):
+        run()
+    _sync(device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run()
+        count += 1
+    _sync(device)
+    return count / (time.perf_counter() - start)
 
 
 def _graphed(net, x):
@@ -166,10 +178,14 @@ def pipeline_table(rows: list[dict]) -> str:
 
 
 def models_table(rows: list[dict]) -> str:
-    lines = ["| model | input | precision | CUDA graph | FPS | ms | device |", "|---|---|---|---|---:|---:|---|"]
+    lines = ["| model | input | precision | CUDA graph | FPS | ms | eager fp32 FPS (same run) | speed-up | paper FPS (GPU, H×W) | device |",
+             "|---|---|---|---|---:|---:|---:|---:|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['size'][0]}×{r['size'][1]} | {r['precision']} | {'on' if r['cuda_graph'] else 'off'} | "
-                     f"{r['fps']:.1f} | {r['ms']:.2f} | {r['device']} |")
+        paper = (f"{r['paper_fps']} ({r['paper_gpu']}, {'×'.join(map(str, r['paper_resolution']))})"
+                 if r["paper_fps"] else "-")
+        lines.append(f"| {r['model']} | {r['size'][0]}×{r['size'][1]} | {r['precision']} | "
+                     f"{'on' if r['cuda_graph'] else 'off'} | {r['fps']:.1f} | {r['ms']:.2f} | {r['eager_fp32_fps']:.1f} | "
+                     f"{r['speedup']:.2f}× | {paper} | {r['device']} |")
     return "\n".join(lines)
 
 
