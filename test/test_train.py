@@ -460,7 +460,7 @@ def test_ddp_on_gloo_matches_one_process(tmp_path):
 
 def test_learning_proof_on_the_synthetic_set(tmp_path):
     """ddrnet23_slim from scratch on 48 synthetic 64×128 street scenes, 300 iterations of batch 8 on CPU
-    (about 40 s): val mIoU 0.220 against 0.01 untrained (measured when written); floor 0.12."""
+    (about 40 s): val mIoU 0.171 against 0.01 untrained (measured with the final scene generator); floor 0.12."""
     from contextlib import nullcontext
 
     from torch.utils.data import DataLoader

@@ -36,7 +36,7 @@ ANNOTATED_FRAME = 19  # Cityscapes annotates the 20th frame of each 30-frame sni
 
 # Label ids of everything the generator draws: 17 of the 19 training classes, plus two ignored ones.
 LABEL = {name: name2label[name].id for name in (
-    "unlabeled", "ego vehicle", "static", "road", "sidewalk", "building", "wall", "fence", "pole",
+    "ego vehicle", "static", "road", "sidewalk", "building", "wall", "fence", "pole",
     "traffic light", "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
     "bus", "bicycle")}
 LEFT, RIGHT = 1, -1  # road sides, as the sign of y
@@ -63,9 +63,9 @@ BIN = ((50, 90, 60), (110, 110, 110), (210, 110, 40), (40, 60, 120), (60, 60, 60
 SKY_CLEAR = ((62, 118, 195), (170, 200, 230))  # zenith, horizon
 SKY_OVERCAST = ((175, 180, 188), (210, 212, 215))
 
-# Multiplicative texture strength per label id: (per-pixel grain, ~8 px blotches, ~50 px stains).
+# Multiplicative texture strength per class: (per-pixel grain, blotches 1/128 and stains 1/20 of the width).
 TEXTURE = {"road": (0.06, 0.05, 0.10), "sidewalk": (0.05, 0.07, 0.08), "building": (0.03, 0.05, 0.10),
-           "wall": (0.05, 0.06, 0.12), "vegetation": (0.14, 0.32, 0.15), "terrain": (0.14, 0.22, 0.18),
+           "wall": (0.05, 0.06, 0.12), "vegetation": (0.12, 0.25, 0.15), "terrain": (0.14, 0.22, 0.18),
            "fence": (0.04, 0.04, 0.05), "static": (0.03, 0.03, 0.05), "car": (0.02, 0.02, 0.05),
            "truck": (0.02, 0.03, 0.06), "bus": (0.02, 0.02, 0.05)}
 # Additive hue drift along the blotch noise: leaves and grass are not one green.
@@ -105,7 +105,7 @@ class Camera:
         return np.array([self.x, self.y, self.z])
 
     def rotation(self) -> np.ndarray:
-        """Camera-to-vehicle rotation R = Rz(yaw) Ry(pitch) Rx(roll), as in Cityscapes' calibration notes."""
+        """Camera-to-vehicle rotation R = Rz(yaw) · Ry(pitch) · Rx(roll)."""
         cy, sy, cp, sp, cr, sr = (np.cos(self.yaw), np.sin(self.yaw), np.cos(self.pitch), np.sin(self.pitch),
                                   np.cos(self.roll), np.sin(self.roll))
         rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
@@ -152,10 +152,23 @@ class _Canvas:
     def __init__(self, camera: Camera, height: int, width: int):
         self.camera = camera
         self.rgb = np.zeros((height, width, 3), np.float32)
-        self.label = np.full((height, width), LABEL["unlabeled"], np.uint8)
+        self.label = np.full((height, width), LABEL["sky"], np.uint8)  # whatever nothing covers is sky
         self._rotation = camera.rotation()
+        self.distance = self._ground_distance(height, width)  # metres, for haze; objects overwrite it
+
+    def _ground_distance(self, height: int, width: int) -> np.ndarray:
+        """Distance along the ground plane to where each pixel's ray meets it (inf above the horizon)."""
+        c = self.camera
+        u, v = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+        rays = np.stack([np.ones_like(u), (c.u0 - u) / c.fx, (c.v0 - v) / c.fy], axis=-1)  # camera frame
+        rays = rays @ self._rotation.T.astype(np.float32)  # vehicle frame
+        with np.errstate(divide="ignore"):
+            scale = np.where(rays[..., 2] < 0, c.z / -rays[..., 2], np.inf)
+        return (scale * np.hypot(rays[..., 0], rays[..., 1])).astype(np.float32)
 
     def _camera_frame(self, polys: list) -> list:
+        if not polys:
+            return []
         points = (np.concatenate(polys) - self.camera.position) @ self._rotation
         return np.split(points, np.cumsum([len(p) for p in polys])[:-1])
 
@@ -169,24 +182,38 @@ class _Canvas:
         """Vehicle-frame points in front of the camera → pixel coordinates (float)."""
         return self._pixels(self._camera_frame([points])[0]) / (1 << self.SHIFT)
 
-    def draw(self, part: _Part) -> None:
-        colour = tuple(float(c) for c in part.colour)
-        for points in self._camera_frame(part.polys):
-            if part.line_width:
-                if points[:, 0].min() < NEAR_PLANE:
-                    continue
-                thickness = max(1, round(part.line_width * self.camera.fx / points[:, 0].mean()))
-                pixels = [self._pixels(points)]
-                cv2.polylines(self.label, pixels, False, part.label, thickness, cv2.LINE_8, self.SHIFT)
-                cv2.polylines(self.rgb, pixels, False, colour, thickness, cv2.LINE_8, self.SHIFT)
-                continue
+    def pixel_polygons(self, polys: list) -> list[np.ndarray]:
+        """Vehicle-frame outlines → fixed-point pixel polygons, clipped at the near plane."""
+        out = []
+        for points in self._camera_frame(polys):
             if points[:, 0].min() < NEAR_PLANE:
                 points = _clip_to_near_plane(points)
                 if len(points) < 3:
                     continue
+            out.append(self._pixels(points))
+        return out
+
+    def draw(self, part: _Part, distance: float | None = None) -> None:
+        """Paint ``part`` into both images; an upright object also records its ``distance`` for haze."""
+        colour = tuple(float(c) for c in part.colour)
+        if part.line_width:
+            self._stroke(part, colour)
+            return
+        for pixels in self.pixel_polygons(part.polys):
+            cv2.fillPoly(self.label, [pixels], part.label, cv2.LINE_8, self.SHIFT)
+            cv2.fillPoly(self.rgb, [pixels], colour, cv2.LINE_8, self.SHIFT)
+            if distance is not None:
+                cv2.fillPoly(self.distance, [pixels], distance, cv2.LINE_8, self.SHIFT)
+
+    def _stroke(self, part: _Part, colour: tuple) -> None:
+        """Open polylines, their width in metres turned into pixels at their mean depth."""
+        for points in self._camera_frame(part.polys):
+            if points[:, 0].min() < NEAR_PLANE:
+                continue
+            thickness = max(1, round(part.line_width * self.camera.fx / points[:, 0].mean()))
             pixels = [self._pixels(points)]
-            cv2.fillPoly(self.label, pixels, part.label, cv2.LINE_8, self.SHIFT)
-            cv2.fillPoly(self.rgb, pixels, colour, cv2.LINE_8, self.SHIFT)
+            cv2.polylines(self.label, pixels, False, part.label, thickness, cv2.LINE_8, self.SHIFT)
+            cv2.polylines(self.rgb, pixels, False, colour, thickness, cv2.LINE_8, self.SHIFT)
 
 
 # -------------------------------------------------------------------------------------------- geometry
@@ -227,14 +254,16 @@ def _regular(n, r, rotation=0.0) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------- scene
 class _Street:
-    """Lays out one street in vehicle coordinates and collects what to draw in three layers:
-    ground (flat, in order), buildings and street objects (each sorted far to near)."""
+    """Lays out one street in vehicle coordinates and collects what to draw, in four layers: the ground
+    and the backdrop (each in order), then buildings and then street objects (each sorted far to near).
+    Layer entries carry their distance from the camera, which also sets their haze."""
 
     def __init__(self, rng: np.random.Generator, camera: Camera):
         self.rng = rng
         self.camera = camera
         self.ground: list[_Part] = []
         self.shadows: list[np.ndarray] = []  # ground polygons out of the sun
+        self.backdrop: list[tuple[float, list[_Part]]] = []
         self.buildings: list[tuple[float, list[_Part]]] = []
         self.things: list[tuple[float, list[_Part]]] = []
         self._layout()
@@ -282,7 +311,7 @@ class _Street:
         self.lane_edge = {RIGHT: lanes_right, LEFT: lanes_right + self.lanes * self.lane_width}
         self.edge = {side: self.lane_edge[side] + side * 2.2 * self.parking[side] for side in (LEFT, RIGHT)}
         self.sidewalk = {side: rng.uniform(1.8, 5.0) for side in (LEFT, RIGHT)}
-        self.curb = rng.uniform(0.08, 0.16)
+        self.kerb_height = rng.uniform(0.08, 0.16)
         self.x_near = cam.x + 0.8
         self.x_far = rng.uniform(120, 350)
         start = rng.uniform(14, 55)
@@ -324,7 +353,7 @@ class _Street:
             else:
                 crown = [[0, 0], *(np.column_stack([np.linspace(0, w, 7), self.rng.uniform(6, 15, 7)])), [w, 0]]
                 part = _Part([_facing(x, y + w, 0, crown)], LABEL["vegetation"], self.colour(FOLIAGE))
-            self.buildings.append((x + 1000, [part]))  # always behind the street's own buildings
+            self.backdrop.append((self.distance(x, y + w / 2), [part]))
             y += w
 
     def _road_surface(self) -> None:
@@ -336,10 +365,10 @@ class _Street:
             self.ground.append(_Part([_ground(*self.crossing, -400, 400)], LABEL["road"], road))
             # the cross street ends at a row of buildings
             for side in (LEFT, RIGHT):
-                y = side * rng.uniform(35, 70)
-                parts = [_Part([_upright(self.crossing[0] - 25, y, self.crossing[1] + 25, y, 0, rng.uniform(8, 25))],
-                               LABEL["building"], self.lit(self.colour(FACADE), (0, -side, 0)))]
-                self.buildings.append((abs(y) + 500, parts))
+                a, b, y = self.crossing[0] - 25, self.crossing[1] + 25, side * rng.uniform(45, 80)
+                parts = [_Part([_upright(a, y, b, y, 0, rng.uniform(8, 25))], LABEL["building"],
+                               self.lit(self.colour(FACADE), (0, -side, 0)))]
+                self.backdrop.append((self.distance(sum(self.crossing) / 2, y), parts))
         # patched asphalt
         for _ in range(rng.integers(0, 4)):
             px, py = rng.uniform(x0 + 3, 60), rng.uniform(self.edge[RIGHT], self.edge[LEFT] - 1)
@@ -356,13 +385,14 @@ class _Street:
         dash, gap = rng.uniform(2, 4), rng.uniform(4, 9)
         for i in range(1, self.lanes):
             y = self.lane_edge[RIGHT] + i * self.lane_width
-            solid = i == self.own_lanes and rng.random() < 0.5
-            step = x_end if solid else dash + gap
-            for x in np.arange(self.x_near + rng.uniform(0, step), x_end, step):
-                for a, b in self.spans(x, min(x + (x_end if solid else dash), x_end)):
-                    polys.append(_ground(a, b, y - 0.07, y + 0.07))
+            if i == self.own_lanes and rng.random() < 0.5:  # solid line between the two directions
+                segments = [(self.x_near, x_end)]
+            else:
+                starts = np.arange(self.x_near - rng.uniform(0, dash + gap), x_end, dash + gap)
+                segments = [(max(x, self.x_near), min(x + dash, x_end)) for x in starts if x + dash > self.x_near]
+            polys += [_ground(a, b, y - 0.07, y + 0.07) for x0, x1 in segments for a, b in self.spans(x0, x1)]
         for side in (LEFT, RIGHT):
-            if rng.random() < 0.6:  # edge line between lanes and parking / curb
+            if rng.random() < 0.6:  # edge line between lanes and parking / kerb
                 y = self.lane_edge[side] - side * 0.2
                 polys += [_ground(a, b, y - 0.06, y + 0.06) for a, b in self.spans(self.x_near, x_end)]
         if self.crossing:
@@ -377,21 +407,20 @@ class _Street:
 
     # -- sides of the street
     def _roadside(self, side: int) -> None:
-        rng, curb, kind = self.rng, self.curb, self.side_kind[side]
-        sw = self.sidewalk[side]
+        rng, z, kind = self.rng, self.kerb_height, self.side_kind[side]
+        sw, edge = self.sidewalk[side], self.edge[side]
         paving = self.colour(PAVING)
-        kerb = np.clip(paving * rng.uniform(1.0, 1.25), 0, 255)
-        edge = self.edge[side]
+        stone = np.clip(paving * rng.uniform(1.0, 1.25), 0, 255)  # kerb stones
         for a, b in self.spans(self.x_near, self.x_far):
-            self.ground.append(_Part([_ground(a, b, edge, self.y_at(side, sw), curb)], LABEL["sidewalk"], paving))
-            self.ground.append(_Part([_upright(a, edge, b, edge, 0, curb)], LABEL["sidewalk"],
-                                     self.lit(kerb, (0, -side, 0))))
+            self.ground.append(_Part([_ground(a, b, edge, self.y_at(side, sw), z)], LABEL["sidewalk"], paving))
+            self.ground.append(_Part([_upright(a, edge, b, edge, 0, z)], LABEL["sidewalk"],
+                                     self.lit(stone, (0, -side, 0))))
         if self.crossing:  # the kerb facing us across the crossing
             c1 = self.crossing[1]
-            self.ground.append(_Part([_upright(c1, edge, c1, self.y_at(side, sw + 40), 0, curb)],
-                                     LABEL["sidewalk"], self.lit(kerb, (-1, 0, 0))))
+            self.ground.append(_Part([_upright(c1, edge, c1, self.y_at(side, sw + 40), 0, z)],
+                                     LABEL["sidewalk"], self.lit(stone, (-1, 0, 0))))
         # slab joints
-        joints = [_ground(x, x + 0.04, edge, self.y_at(side, sw), curb)
+        joints = [_ground(x, x + 0.04, edge, self.y_at(side, sw), z)
                   for x in np.arange(self.x_near, 40, rng.uniform(1.0, 2.5)) if not self.in_crossing(x)]
         if joints:
             self.ground.append(_Part(joints, LABEL["sidewalk"], paving * 0.8))
@@ -410,7 +439,7 @@ class _Street:
             for _ in range(rng.integers(6, 16)):
                 x = rng.uniform(self.x_near + 3, 120)
                 if not self.in_crossing(x, 2):
-                    self._tree(x, self.y_at(side, sw + rng.uniform(1.5, depth)), curb)
+                    self._tree(x, self.y_at(side, sw + rng.uniform(1.5, depth)), z)
             if rng.random() < 0.6:
                 self._buildings(side, sw + depth)
         else:
@@ -418,19 +447,19 @@ class _Street:
             self._boundary(side, sw, "wall")
             for x in np.arange(self.x_near + rng.uniform(0, 8), 90, rng.uniform(5, 10)):
                 if not self.in_crossing(x, 2):
-                    self._tree(x, self.y_at(side, sw + rng.uniform(2, 6)), curb)
+                    self._tree(x, self.y_at(side, sw + rng.uniform(2, 6)), z)
             self._buildings(side, sw + rng.uniform(8, 20))
         self._sidewalk_furniture(side)
 
     def _lawn(self, side, d0, d1) -> None:
         for a, b in self.spans(self.x_near, self.x_far):
-            self.ground.append(_Part([_ground(a, b, self.y_at(side, d0), self.y_at(side, d1), self.curb)],
+            self.ground.append(_Part([_ground(a, b, self.y_at(side, d0), self.y_at(side, d1), self.kerb_height)],
                                      LABEL["terrain"], self.colour(GRASS)))
 
     def _boundary(self, side, d, kind) -> None:
         """A fence, hedge or wall along the back of the sidewalk, in short segments so that objects on the
         sidewalk sort correctly against it."""
-        rng, y, z = self.rng, self.y_at(side, d), self.curb
+        rng, y, z = self.rng, self.y_at(side, d), self.kerb_height
         height = {"fence": rng.uniform(0.9, 2.0), "hedge": rng.uniform(0.7, 1.6), "wall": rng.uniform(0.8, 3.0)}[kind]
         colour = self.colour({"fence": METAL + BARK, "hedge": FOLIAGE, "wall": CONCRETE}[kind])
         label = LABEL[{"fence": "fence", "hedge": "vegetation", "wall": "wall"}[kind]]
@@ -441,14 +470,15 @@ class _Street:
                 x1 = min(x + 2.5, b)
                 parts = []
                 if style == "bars":
-                    parts.append(_Part([_upright(x, y, x + 0.08, y, z, z + height),
-                                        _upright(x, y, x1, y, z + height - 0.08, z + height),
-                                        _upright(x, y, x1, y, z + 0.1, z + 0.16)] +
-                                       [_upright(s, y, s + 0.03, y, z, z + height) for s in np.arange(x, x1, bar_pitch)],
-                                       label, self.lit(colour, (0, -side, 0))))
+                    post_and_rails = [_upright(x, y, x + 0.08, y, z, z + height),
+                                      _upright(x, y, x1, y, z + height - 0.08, z + height),
+                                      _upright(x, y, x1, y, z + 0.1, z + 0.16)]
+                    bars = [_upright(s, y, s + 0.03, y, z, z + height) for s in np.arange(x, x1, bar_pitch)]
+                    parts.append(_Part(post_and_rails + bars, label, self.lit(colour, (0, -side, 0))))
                 else:
-                    parts.append(_Part([_upright(x, y, x1, y, z, z + height)], label, self.lit(colour, (0, -side, 0))))
-                    if kind != "fence" and z + height < self.camera.z:  # the top is visible from below eye level
+                    face = _upright(x, y, x1, y, z, z + height)
+                    parts.append(_Part([face], label, self.lit(colour, (0, -side, 0))))
+                    if kind != "fence" and z + height < self.camera.z:  # below eye level we see its top
                         top = _ground(x, x1, y, y + side * (0.3 if kind == "wall" else 0.8), z + height)
                         parts.append(_Part([top], label, self.lit(colour, (0, 0, 1))))
                 self.add_thing(x, y, parts)
@@ -483,7 +513,8 @@ class _Street:
             for col in cols:
                 panes[rng.integers(len(glass))].append(_upright(col, yw, col + win_w, yw, row, row + win_h))
         if rng.random() < 0.5:  # shop fronts
-            panes[0] += [_upright(c, yw, c + pitch * 0.85, yw, 0.4, floor * 0.8) for c in np.arange(x0 + 0.3, x1 - pitch, pitch)]
+            panes[0] += [_upright(c, yw, c + pitch * 0.85, yw, 0.4, floor * 0.8)
+                         for c in np.arange(x0 + 0.3, x1 - pitch, pitch)]
         parts += [_Part(p, LABEL["building"], self.lit(g, (0, -side, 0))) for g, p in zip(glass, panes) if p]
         self.buildings.append((self.distance(max(x0, self.camera.x), y), parts))
         if not self.overcast:
@@ -532,7 +563,8 @@ class _Street:
                    "back": _regular(16, size / 2)}[kind]
         white, red, blue = (235, 235, 230), (200, 30, 35), (30, 75, 165)
         layers = {"prohibitory": [(red, 1.0), (white, 0.75)], "mandatory": [(blue, 1.0), (white, 0.0)],
-                  "warning": [(red, 1.0), (white, 0.7)], "stop": [(red, 1.0)], "priority": [(white, 1.0), ((235, 190, 30), 0.75)],
+                  "warning": [(red, 1.0), (white, 0.7)], "stop": [(red, 1.0)],
+                  "priority": [(white, 1.0), ((235, 190, 30), 0.75)],
                   "info": [(white, 1.0), (blue if rng.random() < 0.5 else (30, 120, 60), 0.85)],
                   "back": [((165, 168, 170), 1.0)]}[kind]
         shade = rng.uniform(0.75, 1.05)
@@ -562,7 +594,7 @@ class _Street:
         return parts
 
     def _sidewalk_furniture(self, side) -> None:
-        rng, z, sw = self.rng, self.curb, self.sidewalk[side]
+        rng, z, sw = self.rng, self.kerb_height, self.sidewalk[side]
         near_kerb = self.y_at(side, 0.5)
         metal = self.colour(METAL)
         for x in np.arange(self.x_near + rng.uniform(0, 20), self.x_far * 0.6, rng.uniform(20, 35)):
@@ -605,15 +637,15 @@ class _Street:
             for x in (self.crossing[0] - 1.0, self.crossing[1] + 1.0):
                 if rng.random() < 0.2:
                     continue
-                y = self.y_at(side, 0.6)
-                mast = rng.random() < 0.4
-                height = rng.uniform(5.5, 6.5) if mast else rng.uniform(2.4, 3.2)
-                parts = self._pole(x, y, self.curb, height + (0.0 if mast else 1.0), rng.uniform(0.12, 0.2), metal,
-                                   arm=rng.uniform(3, 6) if mast else 0.0)
-                parts += self._signal(x, y, self.curb + height - (0.2 if mast else 0.0))
-                if mast:
-                    reach = side * rng.uniform(2.5, 5.5)
-                    parts += self._signal(x, y - reach, self.curb + height - 1.0)
+                y, z, width = self.y_at(side, 0.6), self.kerb_height, rng.uniform(0.12, 0.2)
+                if rng.random() < 0.4:  # a mast with a second signal hanging over the lanes
+                    height, arm = rng.uniform(5.5, 6.5), rng.uniform(3, 6)
+                    parts = self._pole(x, y, z, height, width, metal, arm=arm)
+                    parts += self._signal(x, y - side * arm * 0.85, z + height - 1.2)
+                else:
+                    height = rng.uniform(3.2, 4.0)
+                    parts = self._pole(x, y, z, height, width, metal)
+                parts += self._signal(x, y, z + height - 1.1 if height < 5 else z + 2.2)
                 self.add_thing(x, y, parts)
         for _ in range(rng.integers(0, 3)):
             x = rng.uniform(*self.crossing)
@@ -623,49 +655,51 @@ class _Street:
 
     def _bicycle(self, x, y, z, facing) -> list[_Part]:
         """Side view of a bicycle in the plane x = const, heading to the image right if facing > 0."""
-        f = facing
-        r = self.rng.uniform(0.31, 0.36)
-        rear, front, crank, seat, bar = (-0.52 * f, r), (0.52 * f, r), (0.0, r), (-0.18 * f, r + 0.6), (0.42 * f, r + 0.65)
-        wheels = [_facing(x, y, z, np.vstack([_ellipse(r, r, *hub, 20), _ellipse(r, r, *hub, 20)[:1]])) for hub in (rear, front)]
+        f, r = facing, self.rng.uniform(0.31, 0.36)
+        rear, front, crank = (-0.52 * f, r), (0.52 * f, r), (0.0, r)
+        seat, bar = (-0.18 * f, r + 0.6), (0.42 * f, r + 0.65)
+        ring = _ellipse(r, r, n=20)
+        ring = np.vstack([ring, ring[:1]])  # closed, as an open polyline
+        wheels = [_facing(x, y, z, ring + hub) for hub in (rear, front)]
         frame = [_facing(x, y, z, np.array(p)) for p in ((rear, seat, crank, rear), (seat, bar, front), (crank, bar))]
         return [_Part(wheels, LABEL["bicycle"], np.array((25, 25, 25), float), line_width=0.045),
                 _Part(frame, LABEL["bicycle"], self.colour(CAR_PAINT), line_width=0.035)]
 
     def _rider(self, x, y, facing) -> list[_Part]:
-        rng, f = self.rng, facing
-        top, skin = self.colour(CLOTHES), self.colour(SKIN, noise=4)
-        hip, shoulder, head, hand, knee, foot = (-0.15 * f, 0.98), (0.1 * f, 1.5), (0.17 * f, 1.68), (0.42 * f, 1.0), \
-            (0.12 * f, 0.62), (0.02 * f, 0.2)
-        limbs = [_limb(*hip, *knee, 0.16, 0.12), _limb(*knee, *foot, 0.12, 0.1)]
-        return [_Part([_facing(x, y, 0, p) for p in limbs], LABEL["rider"], self.colour(CLOTHES)),
-                _Part([_facing(x, y, 0, _limb(*hip, *shoulder, 0.3, 0.38)), _facing(x, y, 0, _limb(*shoulder, *hand, 0.1, 0.08))],
-                      LABEL["rider"], top),
-                _Part([_facing(x, y, 0, _ellipse(0.1, 0.12, *head))], LABEL["rider"],
-                      skin if rng.random() < 0.5 else self.colour(CLOTHES))]  # bare head or helmet
+        """Someone riding the bicycle drawn by ``_bicycle`` at the same place."""
+        f = facing
+        hip, shoulder, head = (-0.15 * f, 0.98), (0.1 * f, 1.5), (0.17 * f, 1.68)
+        hand, knee, pedal = (0.42 * f, 1.0), (0.12 * f, 0.62), (0.02 * f, 0.2)
+        legs = [_limb(*hip, *knee, 0.16, 0.12), _limb(*knee, *pedal, 0.12, 0.1)]
+        upper = [_limb(*hip, *shoulder, 0.3, 0.38), _limb(*shoulder, *hand, 0.1, 0.08)]
+        head_colour = self.colour(SKIN, noise=4) if self.rng.random() < 0.5 else self.colour(CLOTHES)  # or a helmet
+        return [_Part([_facing(x, y, 0, p) for p in legs], LABEL["rider"], self.colour(CLOTHES)),
+                _Part([_facing(x, y, 0, p) for p in upper], LABEL["rider"], self.colour(CLOTHES)),
+                _Part([_facing(x, y, 0, _ellipse(0.1, 0.12, *head))], LABEL["rider"], head_colour)]
 
     def _person(self, x, y, z) -> None:
+        """A pedestrian seen from the front or back; outlines in units of body height."""
         rng = self.rng
-        h = rng.uniform(1.55, 1.95) if rng.random() < 0.9 else rng.uniform(1.0, 1.4)
-        stride, swing = rng.uniform(-0.12, 0.12) * h, rng.uniform(-0.1, 0.1) * h
-        hip, shoulder = 0.52 * h, 0.82 * h
-        skin = self.colour(SKIN, noise=4)
-        legs = [_limb(-0.07 * h, hip, -0.07 * h + stride, 0.0, 0.1 * h, 0.07 * h),
-                _limb(0.07 * h, hip, 0.07 * h - stride, 0.0, 0.1 * h, 0.07 * h)]
-        torso = np.array([[-0.1 * h, hip - 0.05 * h], [0.1 * h, hip - 0.05 * h], [0.12 * h, shoulder], [-0.12 * h, shoulder]])
-        arms = [_limb(-0.12 * h, shoulder, -0.15 * h + swing, hip - 0.08 * h, 0.06 * h, 0.045 * h),
-                _limb(0.12 * h, shoulder, 0.15 * h - swing, hip - 0.08 * h, 0.06 * h, 0.045 * h)]
-        parts = [_Part([_facing(x, y, z, p) for p in legs], LABEL["person"], self.colour(CLOTHES)),
-                 _Part([_facing(x, y, z, p) for p in (torso, *arms)], LABEL["person"], self.colour(CLOTHES)),
-                 _Part([_facing(x, y, z, _rect(-0.025 * h, 0.025 * h, shoulder - 0.01, shoulder + 0.05 * h)),
-                        _facing(x, y, z, _ellipse(0.055 * h, 0.068 * h, 0, 0.925 * h))], LABEL["person"], skin),
-                 _Part([_facing(x, y, z, _ellipse(0.058 * h, 0.035 * h, 0, 0.965 * h))], LABEL["person"],
-                       self.colour(((30, 25, 20), (90, 60, 35), (160, 130, 80), (120, 120, 120))))]
+        h = rng.uniform(1.55, 1.95) if rng.random() < 0.9 else rng.uniform(1.0, 1.4)  # adults, children
+        stride, swing = rng.uniform(-0.12, 0.12), rng.uniform(-0.1, 0.1)
+        legs = [_limb(-0.07, 0.52, -0.07 + stride, 0.0, 0.1, 0.07), _limb(0.07, 0.52, 0.07 - stride, 0.0, 0.1, 0.07)]
+        torso_and_arms = [np.array([[-0.1, 0.47], [0.1, 0.47], [0.12, 0.82], [-0.12, 0.82]]),
+                          _limb(-0.12, 0.82, -0.15 + swing, 0.44, 0.06, 0.045),
+                          _limb(0.12, 0.82, 0.15 - swing, 0.44, 0.06, 0.045)]
+        neck_and_face = [_rect(-0.025, 0.025, 0.81, 0.87), _ellipse(0.055, 0.068, 0, 0.925)]
+        hair = [_ellipse(0.058, 0.035, 0, 0.965)]
+        hair_colour = self.colour(((30, 25, 20), (90, 60, 35), (160, 130, 80), (120, 120, 120)))
+        parts = [_Part([_facing(x, y, z, o * h) for o in outlines], LABEL["person"], colour)
+                 for outlines, colour in ((legs, self.colour(CLOTHES)), (torso_and_arms, self.colour(CLOTHES)),
+                                          (neck_and_face, self.colour(SKIN, noise=4)), (hair, hair_colour))]
         self.add_thing(x, y, parts)
-        if not self.overcast:
+        if not self.overcast:  # a thin dark quad from the feet away from the sun
             foot = np.array([x, y])
             tip = foot + self.shadow_offset(h)
-            across = np.array([-(tip - foot)[1], (tip - foot)[0]]) / max(np.linalg.norm(tip - foot), 1e-6) * 0.2
-            self.shadows.append(np.column_stack([[foot - across, foot + across, tip + across, tip - across], np.full(4, z)]))
+            along = tip - foot
+            across = np.array([-along[1], along[0]]) / max(np.hypot(*along), 1e-6) * 0.2
+            quad = np.array([foot - across, foot + across, tip + across, tip - across])
+            self.shadows.append(np.column_stack([quad, np.full(4, z)]))
 
     def _pedestrians(self) -> None:
         rng = self.rng
@@ -673,10 +707,11 @@ class _Street:
             for _ in range(rng.integers(0, 7)):
                 x = rng.uniform(self.x_near + 3, 70)
                 if not self.in_crossing(x, 0.5):
-                    self._person(x, self.y_at(side, rng.uniform(0.4, self.sidewalk[side] - 0.3)), self.curb)
+                    self._person(x, self.y_at(side, rng.uniform(0.4, self.sidewalk[side] - 0.3)), self.kerb_height)
         if self.crossing:
             for _ in range(rng.integers(0, 4)):  # on the zebra crossing
-                self._person(self.crossing[0] - rng.uniform(0.8, 3.4), rng.uniform(self.edge[RIGHT], self.edge[LEFT]), 0.0)
+                x = self.crossing[0] - rng.uniform(0.8, 3.4)
+                self._person(x, rng.uniform(self.edge[RIGHT], self.edge[LEFT]), 0.0)
 
     # -- vehicles
     def _box(self, x0, x1, y0, y1, z0, z1) -> list[tuple[tuple, np.ndarray]]:
@@ -695,78 +730,84 @@ class _Street:
             faces.append(((0, 0, 1), _ground(x0, x1, y0, y1, z1)))
         return faces
 
+    def _box_parts(self, label, colour, x0, x1, y0, y1, z0, z1) -> list[_Part]:
+        return [_Part([face], label, self.lit(colour, normal)) for normal, face in self._box(x0, x1, y0, y1, z0, z1)]
+
+    def _facing_side(self, y0, y1) -> float | None:
+        """Lateral position of a vehicle's side that faces the camera; None when we are right behind it."""
+        if self.camera.y < y0:
+            return y0
+        if self.camera.y > y1:
+            return y1
+        return None
+
     def _vehicle(self, x0, y, kind, oncoming) -> None:
-        """A car, truck or bus whose end nearest to the camera is at x0, centred on lateral position y."""
-        rng = self.rng
-        label = LABEL[kind]
-        if kind == "car":
-            length, width, height = rng.uniform(3.8, 4.9), rng.uniform(1.65, 1.9), rng.uniform(1.35, 1.6)
-            body_top = height * rng.uniform(0.55, 0.65)
-            cabin = (x0 + length * 0.22, x0 + length * 0.72) if not oncoming else (x0 + length * 0.28, x0 + length * 0.78)
-        else:
-            length = rng.uniform(10, 12.5) if kind == "bus" else rng.uniform(6, 9)
-            width, height, body_top = 2.5, rng.uniform(2.9, 3.6), None
-            cabin = None
+        """A car, truck or bus along the road, its end nearest to the camera at x0 (its front if
+        ``oncoming``), centred on lateral position y."""
+        rng, label = self.rng, LABEL[kind]
+        length, width, height = {"car": (rng.uniform(3.8, 4.9), rng.uniform(1.65, 1.9), rng.uniform(1.35, 1.6)),
+                                 "truck": (rng.uniform(6, 9), 2.5, rng.uniform(3.0, 3.6)),
+                                 "bus": (rng.uniform(10, 12.5), 2.5, rng.uniform(2.9, 3.3))}[kind]
         x1, y0, y1 = x0 + length, y - width / 2, y + width / 2
-        paint = self.colour(CAR_PAINT if kind != "bus" else ((200, 40, 40), (230, 225, 210), (40, 90, 160), (230, 190, 40)))
-        glass = self.colour(GLASS[:2], noise=6)
-        parts = []
-        z_floor = 0.3 if kind == "car" else 0.45
-
-        def faces(ax0, ax1, ay0, ay1, az0, az1, colour):
-            return [_Part([f], label, self.lit(colour, n)) for n, f in self._box(ax0, ax1, ay0, ay1, az0, az1)]
-
-        if kind == "car":
-            parts += faces(x0, x1, y0, y1, z_floor, body_top, paint)
-            parts += faces(cabin[0], cabin[1], y0 + 0.08, y1 - 0.08, body_top, height, paint)
-            # windows of the cabin: end window and, if the side shows, a side window
-            parts.append(_Part([_upright(cabin[0] - 0.01, y1 - 0.15, cabin[0] - 0.01, y0 + 0.15, body_top + 0.05, height - 0.08)],
-                               label, glass))
-            side_y = y0 if self.camera.y < y0 else y1 if self.camera.y > y1 else None
-            if side_y is not None:
-                s = side_y - np.sign(side_y - self.camera.y) * 0.09
-                parts.append(_Part([_upright(cabin[0] + 0.1, s, cabin[1] - 0.1, s, body_top + 0.05, height - 0.08)], label, glass))
-            lamp_colour = (235, 235, 215) if oncoming else (200, 20, 20)
-            lamp_h = (body_top - 0.25, body_top - 0.1)
-            parts.append(_Part([_upright(x0 - 0.01, y1 - 0.05, x0 - 0.01, y1 - 0.3, *lamp_h),
-                                _upright(x0 - 0.01, y0 + 0.3, x0 - 0.01, y0 + 0.05, *lamp_h)], label, np.array(lamp_colour, float)))
-            parts.append(_Part([_upright(x0 - 0.01, y + 0.26, x0 - 0.01, y - 0.26, z_floor + 0.1, z_floor + 0.22)], label,
-                               np.array((225, 225, 225), float)))  # number plate
-        else:
-            if kind == "truck":  # cab in front (far from us unless it comes towards us)
-                cab = (x1 - 2.0, x1) if not oncoming else (x0, x0 + 2.0)
-                cargo = (x0, x1 - 2.2) if not oncoming else (x0 + 2.2, x1)
-                boxes = [(cargo, height, self.colour(((230, 230, 225), (60, 90, 140), (150, 40, 30)))), (cab, 2.8, paint)]
-                if oncoming:
-                    boxes.reverse()
-                for (a, b), top, colour in boxes:
-                    parts += faces(a, b, y0, y1, z_floor, top, colour)
-            else:
-                parts += faces(x0, x1, y0, y1, z_floor, height, paint)
-                band = (1.3, height - 0.35)
-                parts.append(_Part([_upright(x0 - 0.01, y1 - 0.15, x0 - 0.01, y0 + 0.15, *band)], label, glass))
-                side_y = y0 if self.camera.y < y0 else y1 if self.camera.y > y1 else None
-                if side_y is not None:
-                    s = side_y - np.sign(side_y - self.camera.y) * 0.02
-                    parts.append(_Part([_upright(x0 + 0.5, s, x1 - 0.5, s, *band)], label, glass))
-        # tyres under the body, and the wheels on the side we see
+        floor = 0.3 if kind == "car" else 0.45
+        side = self._facing_side(y0, y1)
         tyre = np.array((22, 22, 22), float)
-        wheel_x = (x0 + 0.8, x1 - 0.8)
-        parts.insert(0, _Part([_upright(wheel_x[0], y1 - 0.05, wheel_x[0], y1 - 0.3, 0, z_floor + 0.05),
-                               _upright(wheel_x[0], y0 + 0.3, wheel_x[0], y0 + 0.05, 0, z_floor + 0.05)], label, tyre))
-        side_y = y0 if self.camera.y < y0 else y1 if self.camera.y > y1 else None
-        if side_y is not None:
-            r = 0.32 if kind == "car" else 0.5
-            for wx in wheel_x:
-                a = np.linspace(0, 2 * np.pi, 14, endpoint=False)
-                s = side_y - np.sign(side_y - self.camera.y) * 0.03
-                parts.append(_Part([np.column_stack([wx + r * np.cos(a), np.full(14, s), r + r * np.sin(a)])], label, tyre))
+        axles = (x0 + 0.8, x1 - 0.8)
+        # the near tyres show under the body; drawn first, the body covers the rest of them
+        parts = [_Part([_upright(axles[0], y1 - 0.05, axles[0], y1 - 0.3, 0, floor + 0.05),
+                        _upright(axles[0], y0 + 0.3, axles[0], y0 + 0.05, 0, floor + 0.05)], label, tyre)]
+        body = {"car": self._car, "truck": self._truck, "bus": self._bus}[kind]
+        parts += body(x0, x1, y0, y1, floor, height, side, oncoming)
+        if side is not None:
+            r, s = (0.32 if kind == "car" else 0.5), side - np.sign(side - self.camera.y) * 0.03
+            a = np.linspace(0, 2 * np.pi, 14, endpoint=False)
+            parts += [_Part([np.column_stack([ax + r * np.cos(a), np.full(14, s), r + r * np.sin(a)])], label, tyre)
+                      for ax in axles]
         self.add_thing(x0, float(np.clip(self.camera.y, y0, y1)), parts)
         if not self.overcast:
-            offset = self.shadow_offset(height * 0.5)
             foot = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-            hull = cv2.convexHull(np.vstack([foot, foot + offset]).astype(np.float32))[:, 0]
+            hull = cv2.convexHull(np.vstack([foot, foot + self.shadow_offset(height / 2)]).astype(np.float32))[:, 0]
             self.shadows.append(np.column_stack([hull, np.zeros(len(hull))]))
+
+    def _car(self, x0, x1, y0, y1, floor, height, side, oncoming) -> list[_Part]:
+        rng, label, length = self.rng, LABEL["car"], x1 - x0
+        paint, glass = self.colour(CAR_PAINT), self.colour(GLASS[:2], noise=6)
+        waist = height * rng.uniform(0.55, 0.65)  # bonnet and boot lid
+        c0, c1 = x0 + length * (0.28 if oncoming else 0.22), x0 + length * (0.78 if oncoming else 0.72)  # cabin
+        parts = self._box_parts(label, paint, x0, x1, y0, y1, floor, waist)
+        parts += self._box_parts(label, paint, c0, c1, y0 + 0.08, y1 - 0.08, waist, height)
+        windows = [_upright(c0 - 0.01, y1 - 0.15, c0 - 0.01, y0 + 0.15, waist + 0.05, height - 0.08)]
+        if side is not None:
+            s = side - np.sign(side - self.camera.y) * 0.09
+            windows.append(_upright(c0 + 0.1, s, c1 - 0.1, s, waist + 0.05, height - 0.08))
+        parts.append(_Part(windows, label, glass))
+        lamp = (waist - 0.25, waist - 0.1)
+        parts.append(_Part([_upright(x0 - 0.01, y1 - 0.05, x0 - 0.01, y1 - 0.3, *lamp),
+                            _upright(x0 - 0.01, y0 + 0.3, x0 - 0.01, y0 + 0.05, *lamp)],
+                           label, np.array((235, 235, 215) if oncoming else (200, 20, 20), float)))
+        plate = _upright(x0 - 0.01, (y0 + y1) / 2 + 0.26, x0 - 0.01, (y0 + y1) / 2 - 0.26, floor + 0.1, floor + 0.22)
+        return parts + [_Part([plate], label, np.array((225, 225, 225), float))]
+
+    def _truck(self, x0, x1, y0, y1, floor, height, side, oncoming) -> list[_Part]:
+        """A cab and a taller cargo box; the one farther from the camera is drawn first."""
+        label = LABEL["truck"]
+        cab, cargo = self.colour(CAR_PAINT), self.colour(((230, 230, 225), (60, 90, 140), (150, 40, 30)))
+        if oncoming:
+            boxes = [(x0 + 2.2, x1, height, cargo), (x0, x0 + 2.0, 2.8, cab)]
+        else:
+            boxes = [(x1 - 2.0, x1, 2.8, cab), (x0, x1 - 2.2, height, cargo)]
+        return [p for a, b, top, colour in boxes for p in self._box_parts(label, colour, a, b, y0, y1, floor, top)]
+
+    def _bus(self, x0, x1, y0, y1, floor, height, side, oncoming) -> list[_Part]:
+        label = LABEL["bus"]
+        paint = self.colour(((200, 40, 40), (230, 225, 210), (40, 90, 160), (230, 190, 40)))
+        parts = self._box_parts(label, paint, x0, x1, y0, y1, floor, height)
+        band = (1.3, height - 0.35)  # the window band, all round
+        windows = [_upright(x0 - 0.01, y1 - 0.15, x0 - 0.01, y0 + 0.15, *band)]
+        if side is not None:
+            s = side - np.sign(side - self.camera.y) * 0.02
+            windows.append(_upright(x0 + 0.5, s, x1 - 0.5, s, *band))
+        return parts + [_Part(windows, label, self.colour(GLASS[:2], noise=6))]
 
     def _traffic(self) -> None:
         rng = self.rng
@@ -810,23 +851,22 @@ _TINT_LUT = _label_lut(TINT, 3)
 
 
 def _finish(canvas: _Canvas, rng: np.random.Generator, street: _Street) -> np.ndarray:
-    """Sky, texture, haze, lighting, blur and noise on the drawn RGB image → uint8."""
+    """Sky, texture, haze, lighting, blur and sensor noise on the drawn RGB image → uint8."""
     rgb, label = canvas.rgb, canvas.label
     height, width = label.shape
-    # signed distance below the horizon line, in image heights
-    horizon = canvas.project(np.array([[1e4, -1e3, 0.0], [1e4, 1e3, 0.0]]))
-    slope = (horizon[1, 1] - horizon[0, 1]) / (horizon[1, 0] - horizon[0, 0])
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
-    below = (rows - (horizon[0, 1] + slope * (cols - horizon[0, 0]))) / height
+    rows = np.arange(height, dtype=np.float32)[:, None]
+    cols = np.arange(width, dtype=np.float32)[None, :]
+    # signed distance below the horizon line (rolled with the camera), in image heights
+    (u_a, v_a), (u_b, v_b) = canvas.project(np.array([[1e4, -1e3, 0.0], [1e4, 1e3, 0.0]]))
+    below = (rows - v_a - (cols - u_a) * np.float32((v_b - v_a) / (u_b - u_a))) / height
 
     sky = label == LABEL["sky"]
-    zenith, horizon_colour = (np.array(c, np.float32) for c in (SKY_OVERCAST if street.overcast else SKY_CLEAR))
-    zenith = zenith * rng.uniform(0.85, 1.1) + rng.normal(0, 8, 3)
-    horizon_colour = horizon_colour * rng.uniform(0.9, 1.1) + rng.normal(0, 6, 3)
-    blend = np.clip(-below / rng.uniform(0.3, 0.6), 0, 1)[..., None] ** 0.7
-    gradient = horizon_colour * (1 - blend) + zenith * blend
-    clouds = np.clip(_smooth_noise(rng, height, width, height / 6) * 0.6 + rng.uniform(-0.6, 0.4), 0, 1)[..., None]
-    rgb[sky] = (gradient * (1 - clouds) + rng.uniform(200, 245) * clouds)[sky]
+    zenith, horizon = (np.array(c, np.float32) for c in (SKY_OVERCAST if street.overcast else SKY_CLEAR))
+    zenith = zenith * rng.uniform(0.85, 1.1) + rng.normal(0, 8, 3).astype(np.float32)
+    horizon = horizon * rng.uniform(0.9, 1.1) + rng.normal(0, 6, 3).astype(np.float32)
+    up = np.clip(-below[sky] / rng.uniform(0.3, 0.6), 0, 1)[:, None] ** 0.7
+    clouds = np.clip(_smooth_noise(rng, height, width, height / 6)[sky] * 0.6 + rng.uniform(-0.6, 0.4), 0, 1)[:, None]
+    rgb[sky] = (horizon * (1 - up) + zenith * up) * (1 - clouds) + rng.uniform(200, 245) * clouds
 
     grain = rng.standard_normal((height, width), dtype=np.float32)
     blotch = _smooth_noise(rng, height, width, max(2.0, width / 128))
@@ -835,25 +875,27 @@ def _finish(canvas: _Canvas, rng: np.random.Generator, street: _Street) -> np.nd
     rgb *= (1 + amp[..., 0] * grain + amp[..., 1] * blotch + amp[..., 2] * stain)[..., None]
     rgb += _TINT_LUT[label] * _smooth_noise(rng, height, width, max(2.0, width / 64))[..., None]
 
-    # aerial perspective: what is near the horizon is far away and fades into the sky colour
-    haze = rng.uniform(0.1, 0.5) * np.exp(-np.abs(below) / rng.uniform(0.02, 0.06))
-    haze[label == LABEL["ego vehicle"]] = 0
-    rgb += (horizon_colour - rgb) * haze[..., None]
-
-    # the hood reflects the sky: brighter towards its top edge
+    # aerial perspective: distant things fade into the colour of the sky at the horizon
     hood = label == LABEL["ego vehicle"]
-    rgb[hood] *= (1 + 1.5 * np.clip(1 - (rows[hood] - rows[hood].min()) / max(1.0, np.ptp(rows[hood])) * 3, 0, 1))[:, None]
+    visibility = np.float32(rng.uniform(150, 800))
+    haze = np.float32(rng.uniform(0.5, 0.9)) * -np.expm1(-np.minimum(canvas.distance, 1e4) / visibility)
+    haze[sky | hood] = 0
+    rgb += (horizon - rgb) * haze[..., None]
+    # the bonnet mirrors the sky along its upper edge
+    hood_rows = np.nonzero(hood)[0].astype(np.float32)
+    if hood_rows.size:
+        edge = (hood_rows - hood_rows.min()) / max(1.0, np.ptp(hood_rows))
+        rgb[hood] *= (1 + 1.5 * np.clip(1 - 3 * edge, 0, 1))[:, None]
 
-    # exposure, white balance, a lighting gradient across the frame and vignetting
-    gains = rng.uniform(0.75, 1.2) * (1 + rng.normal(0, 0.06, 3)).astype(np.float32)
-    gx, gy = rng.uniform(-0.3, 0.3, 2)
-    r2 = ((cols / width - 0.5) ** 2 + (rows / height - 0.5) ** 2)
-    light = (1 + gx * (cols / width - 0.5) + gy * (rows / height - 0.5)) * (1 - rng.uniform(0, 0.5) * r2)
-    rgb *= light[..., None] * gains
-    sigma = rng.uniform(0.0, 0.8)
+    # exposure and white balance, a lighting gradient across the frame, vignetting
+    gains = (rng.uniform(0.75, 1.2) * (1 + rng.normal(0, 0.06, 3))).astype(np.float32)
+    gx, gy, vignette = (np.float32(g) for g in rng.uniform([-0.3, -0.3, 0], [0.3, 0.3, 0.5]))
+    x, y = cols / width - 0.5, rows / height - 0.5
+    rgb *= ((1 + gx * x + gy * y) * (1 - vignette * (x * x + y * y)))[..., None] * gains
+    sigma = rng.uniform(0.0, 0.8)  # optics; below ~0.3 px a blur changes nothing
     if sigma > 0.3:
         rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
-    rgb += rng.normal(0, rng.uniform(2, 7), rgb.shape).astype(np.float32)
+    rgb += rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(rng.uniform(2, 7))
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -879,19 +921,18 @@ def generate_scene(rng: np.random.Generator, height: int, width: int,
     camera = camera or Camera.sample(rng, height, width)
     street = _Street(rng, camera).build()
     canvas = _Canvas(camera, height, width)
-    canvas.label[:] = LABEL["sky"]
     for part in street.ground:
         canvas.draw(part)
     # shadows darken only the ground: everything drawn later stands on top of them
     shade = np.ones((height, width), np.float32)
-    for poly in street.shadows:
-        for pixels in (canvas._pixels(p) for p in canvas._camera_frame([poly]) if p[:, 0].min() >= NEAR_PLANE):
-            cv2.fillPoly(shade, [pixels], street.ambient, cv2.LINE_8, _Canvas.SHIFT)
+    for pixels in canvas.pixel_polygons(street.shadows):
+        cv2.fillPoly(shade, [pixels], street.ambient, cv2.LINE_8, _Canvas.SHIFT)
     canvas.rgb *= shade[..., None]
-    for layer in (street.buildings, street.things):
-        for _, parts in sorted(layer, key=lambda item: -item[0]):
+    for layer in (street.backdrop, sorted(street.buildings, key=lambda item: -item[0]),
+                  sorted(street.things, key=lambda item: -item[0])):
+        for distance, parts in layer:
             for part in parts:
-                canvas.draw(part)
+                canvas.draw(part, distance)
     _hood(canvas, rng)
     return _finish(canvas, rng, street), canvas.label
 
@@ -924,10 +965,16 @@ def _png(image: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-_COLOR_LUT = np.zeros((256, 3), np.uint8)
-for _id, _label in id2label.items():
-    if 0 <= _id < 256:
-        _COLOR_LUT[_id] = _label.color
+def _label_colours() -> np.ndarray:
+    """256×3 RGB by Cityscapes label id, for the ``*_gtFine_color.png`` previews."""
+    lut = np.zeros((256, 3), np.uint8)
+    for label_id, label in id2label.items():
+        if 0 <= label_id < 256:
+            lut[label_id] = label.color
+    return lut
+
+
+_COLOR_LUT = _label_colours()
 
 
 def write_dataset(out, num: int, size: tuple[int, int] = (512, 1024), seed: int = 0, val_num: int | None = None,
@@ -982,13 +1029,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write procedurally drawn street scenes in Cityscapes layout: leftImg8bit/, gtFine/ "
                     "(labelIds, labelTrainIds, color) and camera/ for the train and val splits. The same "
                     "arguments always give identical files; a larger --num keeps the earlier images.")
-    parser.add_argument("--out", required=True, type=Path, help="output root (created if missing)")
-    parser.add_argument("--num", type=_count, default=100, help="number of training images (default: 100)")
-    parser.add_argument("--val-num", type=_count, default=None,
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output root (created if missing)")
+    parser.add_argument("--num", type=_count, default=100, metavar="N",
+                        help="number of training images (default: 100)")
+    parser.add_argument("--val-num", type=_count, default=None, metavar="N",
                         help="number of validation images (default: NUM // 5, at least 1)")
     parser.add_argument("--size", type=_size, default=(512, 1024), metavar="HxW",
                         help="image height x width in pixels (default: 512x1024; Cityscapes is 1024x2048)")
-    parser.add_argument("--seed", type=_count, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=_count, default=0, metavar="S",
+                        help="random seed; image i of a split depends only on (S, split, i) (default: 0)")
     parser.add_argument("--no-color", dest="color", action="store_false",
                         help="skip the *_gtFine_color.png previews")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
