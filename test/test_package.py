@@ -3,7 +3,6 @@ import importlib.metadata
 import re
 import shutil
 import subprocess
-import sys
 from glob import glob
 from pathlib import Path
 

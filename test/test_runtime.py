@@ -6,6 +6,7 @@ import torch
 
 from rtseg_ros.data.labels import get_dataset_info
 from rtseg_ros.models import build_model, get_entry
+from rtseg_ros.fileio import write_bytes_atomic
 from rtseg_ros.runtime import backends
 from rtseg_ros.runtime.folding import fold_batchnorm
 from rtseg_ros.train.checkpoint import save_checkpoint
@@ -202,8 +203,8 @@ def test_engine_cache_key_detects_any_change(tmp_path):
     engine, sidecar = backends.engine_paths(tmp_path, key)
     assert engine.name.startswith("farsee-512x1024-fp16-")
     assert not backends.cached_engine_matches(engine, sidecar, key)
-    backends._atomic_write(engine, b"engine")
-    backends._atomic_write(sidecar, __import__("json").dumps(key).encode())
+    write_bytes_atomic(engine, b"engine")
+    write_bytes_atomic(sidecar, __import__("json").dumps(key).encode())
     assert backends.cached_engine_matches(engine, sidecar, key)
     for field, value in (("weights", "abd"), ("input_shape", [1, 3, 512, 512]), ("precision", "fp32"),
                          ("tensorrt", "10.4.0"), ("gpu", "NVIDIA A100"), ("model", "ddrnet23")):

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from cityscapesscripts.helpers.labels import id2label, name2label
 from tqdm import tqdm
 
 from rtseg_ros.data.labels import IGNORE_INDEX, get_dataset_info
+from rtseg_ros.fileio import write_bytes_atomic
 
 CITYSCAPES = get_dataset_info("cityscapes")
 # Fictitious cities; validation gets its own, as in Cityscapes.
@@ -945,19 +944,6 @@ def image_stem(split: str, index: int) -> tuple[str, str]:
     return city, f"{city}_{index // len(cities):06d}_{ANNOTATED_FRAME:06d}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and ``os.replace``: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _png(image: np.ndarray) -> bytes:
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
@@ -996,12 +982,12 @@ def write_dataset(out, num: int, size: tuple[int, int] = (512, 1024), seed: int 
         pixels += np.bincount(train_ids.ravel(), minlength=256)
         city, stem = image_stem(split, index)
         gt = out / "gtFine" / split / city / stem
-        _write_atomic(out / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", _png(rgb[..., ::-1]))
-        _write_atomic(Path(f"{gt}_gtFine_labelIds.png"), _png(label_ids))
-        _write_atomic(Path(f"{gt}_gtFine_labelTrainIds.png"), _png(train_ids))
+        write_bytes_atomic(out / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", _png(rgb[..., ::-1]))
+        write_bytes_atomic(Path(f"{gt}_gtFine_labelIds.png"), _png(label_ids))
+        write_bytes_atomic(Path(f"{gt}_gtFine_labelTrainIds.png"), _png(train_ids))
         if color:
-            _write_atomic(Path(f"{gt}_gtFine_color.png"), _png(_COLOR_LUT[label_ids][..., ::-1]))
-        _write_atomic(out / "camera" / split / city / f"{stem}_camera.json",
+            write_bytes_atomic(Path(f"{gt}_gtFine_color.png"), _png(_COLOR_LUT[label_ids][..., ::-1]))
+        write_bytes_atomic(out / "camera" / split / city / f"{stem}_camera.json",
                       (json.dumps(camera.to_json(), indent=4, sort_keys=True) + "\n").encode())
     return {"out": str(out), "size": [height, width], "seed": seed, "images": {"train": num, "val": val_num},
             "class_pixels": {name: int(pixels[i]) for i, name in enumerate(CITYSCAPES.class_names)},

@@ -18,16 +18,17 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return extract_state_dict(read_checkpoint(path), str(path))
 
 
-def read_checkpoint(path: str | Path):
-    """``torch.load(weights_only=True)`` with messages a user understands."""
+def read_checkpoint(path: str | Path, what: str = "weights file"):
+    """``torch.load(weights_only=True)`` on CPU, with messages a user understands (``what`` names the file
+    in them)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip archives, ...
-        raise ValueError(f"cannot read weights file {path}: not a PyTorch checkpoint, truncated, or it holds "
-                         f"objects other than tensors ({type(exc).__name__})") from exc
+        raise ValueError(f"cannot read {what} {path}: corrupt, truncated, not a PyTorch checkpoint, or it holds "
+                         f"objects other than tensors ({type(exc).__name__}: {exc})") from exc
     return obj
 
 

@@ -32,6 +32,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from sensor_msgs.msg import Image
 
 from rtseg_ros.ros.segment_node import ENCODING, INPUT_QOS, OUTPUT_QOS
+from rtseg_ros.tools.bench import rss_mib
 
 INPUT_TOPIC = "/rtseg_bench/image"
 TARGET = "rtseg_bench_target"
@@ -46,14 +47,6 @@ class Run:
     diagnostics: list[dict[str, str]] = field(default_factory=list)  # the node's, one per period
     rss_mb: list[float] = field(default_factory=list)  # target's resident memory after warm-up, at the end
     sent: int = 0
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def _now_stamp(msg: Image) -> None:
@@ -124,7 +117,7 @@ class Harness:
         next_time = time.monotonic()
         for index in range(-warmup, frames):
             if index == 0:
-                result.rss_mb.append(_rss_mb(process.pid))
+                result.rss_mb.append(rss_mib(process.pid))
                 self._diagnostics.clear()
             next_time += period
             msg.header.frame_id = str(index)
@@ -132,7 +125,7 @@ class Harness:
             self.publisher.publish(msg)
             time.sleep(max(0.0, next_time - time.monotonic()))
         time.sleep(min(2.0, 10 * period))  # let the last frames come back
-        result.rss_mb.append(_rss_mb(process.pid))
+        result.rss_mb.append(rss_mib(process.pid))
         result.sent = frames
         with self._lock:
             for index in range(frames):

@@ -5,16 +5,17 @@ Segmenter's own pre- and post-processing stay in torch on the same device.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from rtseg_ros.fileio import write_bytes_atomic
 from rtseg_ros.runtime.export import export_onnx
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,6 @@ def engine_cache_key(model: str, weights_digest: str, input_shape: tuple[int, ..
 
 
 def engine_paths(cache_dir: Path, key: dict) -> tuple[Path, Path]:
-    import hashlib
-
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     shape = "x".join(map(str, key["input_shape"][-2:]))
     stem = f"{key['model']}-{shape}-{key['precision']}-{digest}"
@@ -96,15 +95,6 @@ def cached_engine_matches(engine: Path, sidecar: Path, key: dict) -> bool:
         return json.loads(sidecar.read_text()) == key
     except (OSError, json.JSONDecodeError):
         return False
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def build_engine(onnx_path: Path, input_shape: tuple[int, ...], precision: str, engine: Path, sidecar: Path, key: dict) -> bytes:
@@ -131,9 +121,8 @@ def build_engine(onnx_path: Path, input_shape: tuple[int, ...], precision: str, 
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
     data = bytes(serialized)
-    engine.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(engine, data)
-    _atomic_write(sidecar, json.dumps(key, sort_keys=True).encode())
+    write_bytes_atomic(engine, data)
+    write_bytes_atomic(sidecar, json.dumps(key, sort_keys=True).encode())
     return data
 
 

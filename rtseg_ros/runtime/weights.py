@@ -1,6 +1,7 @@
 """Turn (model name, weights file) into a ready network plus what the pipeline needs to know about it."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,6 @@ class LoadedModel:
 
 
 def _digest(state_dict: dict[str, torch.Tensor]) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     for key in sorted(state_dict):
         h.update(key.encode())

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -22,15 +21,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rtseg_ros.data.labels import get_dataset_info
 from rtseg_ros.runtime.segmenter import Segmenter
 from rtseg_ros.tools.export import parse_size
 
 
-def rss_mib() -> float:
-    """Resident memory of this process (Linux)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def rss_mib(pid: int | str = "self") -> float:
+    """Resident memory of a process in MiB (Linux ``/proc``); this process by default."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
 
 
 def synthetic_frames(count: int, size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:

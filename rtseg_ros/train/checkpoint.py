@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models._common import read_checkpoint
 from ..models.registry import build_model, get_entry
 
 FORMAT = "rtseg_ros/1"
@@ -65,15 +66,13 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read an rtseg_ros checkpoint safely (``weights_only=True``); raises :class:`CheckpointError`."""
+def load_checkpoint(path: str | Path) -> dict:
+    """Read an rtseg_ros checkpoint safely (``weights_only=True``, on CPU); raises :class:`CheckpointError`."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip archive, pickle with custom classes, not a torch file, ...
-        raise CheckpointError(f"cannot read checkpoint {path} (corrupt, truncated or not a torch file): {exc}") from exc
+        checkpoint = read_checkpoint(path, "checkpoint")
+    except (FileNotFoundError, ValueError) as exc:
+        raise CheckpointError(str(exc)) from exc
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(f"{path} is not an rtseg_ros checkpoint (format {found!r}, expected {FORMAT!r}; "
