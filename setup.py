@@ -61,6 +61,8 @@ setup(
             "rtseg-demo = rtseg_ros.ros.demo:main",
             "rtseg-export = rtseg_ros.tools.export:main",
             "rtseg-bench = rtseg_ros.tools.bench:main",
+            "rtseg-make-bag = rtseg_ros.tools.make_bag:main",
+            "rtseg-eval = rtseg_ros.eval.cli:main",
         ],
     },
 )
