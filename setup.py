@@ -63,6 +63,9 @@ setup(
             "rtseg-bench = rtseg_ros.tools.bench:main",
             "rtseg-make-bag = rtseg_ros.tools.make_bag:main",
             "rtseg-eval = rtseg_ros.eval.cli:main",
+            "rtseg-replay = rtseg_ros.ros.replay:main",
+            "bag_player = rtseg_ros.ros.player_node:main",
+            "evaluator_node = rtseg_ros.ros.evaluator_node:main",
         ],
     },
 )

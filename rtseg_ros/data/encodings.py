@@ -96,3 +96,14 @@ class FrameDecoder:
         # OpenCV wants contiguous rows; padded rows (step > width) get one copy here.
         cv2.cvtColor(np.ascontiguousarray(source), code, dst=self._converted)
         return self._converted
+
+
+_TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
+           "mono8": cv2.COLOR_GRAY2RGB}
+
+
+def to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
+    """A new H×W×3 RGB copy of a decoded frame (for reports and plots, not the hot path)."""
+    if encoding == "rgb8":
+        return pixels.copy()
+    return cv2.cvtColor(np.ascontiguousarray(pixels), _TO_RGB[encoding])

@@ -94,9 +94,7 @@ def write_bag(path: str | Path, frames: Iterable[Frame], rate_hz: float = CITYSC
     count = 0
     try:
         with Writer(partial, version=version, storage_plugin=plugins[storage]) as writer:
-            connections = {topic: writer.add_connection(topic, msgtype, typestore=TYPESTORE) for topic, msgtype in (
-                (IMAGE_TOPIC, "sensor_msgs/msg/Image"), (CAMERA_INFO_TOPIC, "sensor_msgs/msg/CameraInfo"),
-                (LABELS_TOPIC, "sensor_msgs/msg/Image"))}
+            connections = {}  # topic → connection, added on first use (no labels topic without labels)
             for count, frame in enumerate(frames, 1):
                 stamp = start_ns + round((count - 1) * 1e9 / rate_hz)
                 sec, nanosec = divmod(stamp, 10**9)
@@ -108,6 +106,8 @@ def write_bag(path: str | Path, frames: Iterable[Frame], rate_hz: float = CITYSC
                 if frame.labels is not None:
                     messages.append((LABELS_TOPIC, _image_msg(frame.labels, "mono8", header), "sensor_msgs/msg/Image"))
                 for topic, msg, msgtype in messages:
+                    if topic not in connections:
+                        connections[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
                     writer.write(connections[topic], stamp, TYPESTORE.serialize_cdr(msg, msgtype))
         partial.rename(path)
     except BaseException:

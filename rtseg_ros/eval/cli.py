@@ -20,6 +20,7 @@ from cityscapesscripts.helpers.labels import labels as cs_labels
 from tqdm import tqdm
 
 from ..data.datasets import DatasetLayoutError, open_dataset
+from ..data.encodings import to_rgb
 from ..data.labels import IGNORE_INDEX, DatasetInfo, get_dataset_info
 from ..fileio import write_bytes_atomic
 from ..runtime.segmenter import Segmenter
@@ -27,10 +28,6 @@ from ..tools.export import parse_size
 from .bag import IMAGE_TOPIC, LABELS_TOPIC, BagError, labelled_frames
 from .metrics import ConfusionMatrix
 from .report import Samples, build_report, write_report
-
-TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
-          "mono8": cv2.COLOR_GRAY2RGB}
-
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="rtseg-eval", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
@@ -136,8 +133,7 @@ def evaluate(args) -> dict:
         matrix.update(torch.from_numpy(prediction), torch.from_numpy(truth))
         save(name, prediction)
         if samples.wants(index) and segmenter is not None:
-            rgb = image if TO_RGB[encoding] is None else cv2.cvtColor(image, TO_RGB[encoding])
-            samples.add(index, rgb.copy(), prediction.copy(), truth)
+            samples.add(index, to_rgb(image, encoding), prediction.copy(), truth)
         evaluated += 1
     if evaluated == 0:
         raise SystemExit(f"rtseg-eval: no frame with ground truth found in {args.bag or args.data_root}")

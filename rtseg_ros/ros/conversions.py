@@ -13,6 +13,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..data.encodings import BadFrame, FrameDecoder  # noqa: F401  (re-exported for the node)
+from ..data.labels import DatasetInfo
 
 
 def fill_image(msg: Image, pixels: np.ndarray, encoding: str, header) -> Image:
@@ -77,3 +78,12 @@ def class_info_json(dataset: dict, model: str, weights: str, random_weights: boo
     return json.dumps({"dataset": dataset["name"], "convention": dataset.get("convention", ""), "model": model,
                        "weights": weights, "random_weights": random_weights, "labels_encoding": "mono8",
                        "ignore_id": 255, "classes": classes})
+
+
+def dataset_from_class_info(text: str) -> DatasetInfo:
+    """The class table a ``~/class_info`` message describes (the inverse of ``class_info_json``)."""
+    info = json.loads(text)
+    classes = sorted(info["classes"], key=lambda c: c["id"])
+    return DatasetInfo(name=info["dataset"], class_names=tuple(c["name"] for c in classes),
+                       palette=np.array([c["color"] for c in classes], np.uint8),
+                       id_to_train_id=np.arange(256, dtype=np.uint8), convention=info.get("convention", ""))

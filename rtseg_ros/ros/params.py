@@ -78,9 +78,9 @@ DEFAULTS = {p.name: p.default for p in PARAMETERS}
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def check_value(name: str, value: Value) -> str | None:
-    """Why ``value`` is not acceptable for parameter ``name`` (None: it is)."""
-    param = BY_NAME[name]
+def check_param(param: Param, value: Value) -> str | None:
+    """Why ``value`` does not fit ``param``'s type, choices or range (None: it does)."""
+    name = param.name
     if param.kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"{name} must be a number, got {value!r}"
@@ -93,9 +93,14 @@ def check_value(name: str, value: Value) -> str | None:
         return f"{name} must be one of {', '.join(param.choices)}, got {value!r}"
     if param.range and not param.range[0] <= value <= param.range[1]:
         return f"{name} must be in [{param.range[0]}, {param.range[1]}], got {value!r}"
-    if name == "device" and not _DEVICE.fullmatch(value):
-        return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
     return None
+
+
+def check_value(name: str, value: Value) -> str | None:
+    """Why ``value`` is not acceptable for segment_node's parameter ``name`` (None: it is)."""
+    if name == "device" and isinstance(value, str) and not _DEVICE.fullmatch(value):
+        return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+    return check_param(BY_NAME[name], value)
 
 
 def check_live_change(name: str, value: Value) -> str | None:
@@ -123,6 +128,18 @@ def normalise(values: dict[str, Value]) -> dict[str, Value]:
     return {name: float(v) if BY_NAME[name].kind is float else v for name, v in values.items()}
 
 
+def declare(node, table: tuple[Param, ...]) -> dict[str, Value]:
+    """Declare ``table``'s parameters on ``node`` (for the player and the evaluator) and return their values,
+    floats normalised; raise ValueError naming every value that does not fit."""
+    for param in table:
+        node.declare_parameter(param.name, param.default, descriptor(param))
+    values = {p.name: node.get_parameter(p.name).value for p in table}
+    problems = [reason for p in table if (reason := check_param(p, values[p.name]))]
+    if problems:
+        raise ValueError("invalid parameters: " + "; ".join(problems))
+    return {p.name: float(values[p.name]) if p.kind is float else values[p.name] for p in table}
+
+
 def descriptor(param: Param) -> ParameterDescriptor:
     """What ``ros2 param describe`` shows. Float parameters accept integers too (``max_fps:=10``)."""
     kind = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
@@ -142,10 +159,10 @@ def descriptor(param: Param) -> ParameterDescriptor:
     return result
 
 
-def markdown_table() -> str:
-    """The parameter table for the README and ``segment_node --help``."""
+def markdown_table(table: tuple[Param, ...] = PARAMETERS) -> str:
+    """A node's parameter table for the README and its ``--help``."""
     lines = ["| parameter | default | live | description |", "|---|---|---|---|"]
-    for p in PARAMETERS:
+    for p in table:
         default = f'"{p.default}"' if isinstance(p.default, str) else str(p.default).lower() \
             if isinstance(p.default, bool) else p.default
         allowed = " (" + " \\| ".join(p.choices) + ")" if p.choices else \

@@ -1,0 +1,228 @@
+"""``evaluator_node``: score a running segmentation node against replayed ground truth.
+
+Predictions (``segment_node``'s ``~/labels``) are matched to ground-truth labels by header stamp. The report
+(``report.json``, ``report.md``, confusion matrix, per-class IoU, latency histogram and sample overlays) is
+written when the player's ``~/done`` has arrived and every frame has its prediction or ``drain_timeout_s``
+has passed, after ``idle_timeout_s`` without ground truth (for ``ros2 bag play``), or on Ctrl-C.
+
+Latency is the prediction's arrival minus its ground truth's arrival here: the player publishes image and
+ground truth in the same instant, so this is transport + segmentation, without comparing clocks. A ground
+truth whose prediction never comes is a dropped frame (latest-frame-wins nodes drop frames they cannot keep
+up with). Class names and colours come from the node's ``~/class_info`` when it is published, so the report
+uses the classes the model was trained with.
+
+Topics (absolute defaults, remap with ``-r``): ``/camera/labels_gt`` and ``/segment_node/labels`` (mono8),
+``/camera/image_raw`` (only for the sample overlays; best effort), ``/segment_node/class_info``,
+``/bag_player/done``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import cv2
+import numpy as np
+import rclpy
+import torch
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSPresetProfiles, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from rtseg_ros.data.encodings import BadFrame, FrameDecoder, to_rgb
+from rtseg_ros.data.labels import get_dataset_info
+from rtseg_ros.eval.metrics import ConfusionMatrix
+from rtseg_ros.eval.report import Samples, build_report, write_report
+from rtseg_ros.ros.conversions import dataset_from_class_info
+from rtseg_ros.ros.params import Param, declare, markdown_table
+
+PARAMETERS = (
+    Param("out_dir", "eval_out", "folder for report.json, report.md and the plots"),
+    Param("dataset", "cityscapes", "class table used until (or unless) ~/class_info arrives",
+          choices=("cityscapes", "camvid")),
+    Param("samples", 6, "sample rows in samples.png; 0: none, and the image topic is not subscribed",
+          range=(0, 64)),
+    Param("drain_timeout_s", 10.0, "after ~/done, wait this long for the last predictions", range=(0.0, 3600.0)),
+    Param("idle_timeout_s", 0.0, "finish this long after the last ground truth when no ~/done comes "
+          "(ros2 bag play); 0: only on ~/done or Ctrl-C", range=(0.0, 3600.0)),
+    Param("exit_when_done", True, "exit after writing the report"),
+)
+LATENCY_DEFINITION = "prediction arrival - ground-truth arrival at the evaluator"
+RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def stamp_of(msg) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+def labels_of(msg: Image, decoder: FrameDecoder) -> np.ndarray:
+    pixels, encoding = decoder.image(msg)
+    if encoding != "mono8":
+        raise BadFrame("encoding", f"labels must be mono8, got {msg.encoding}")
+    return pixels[..., 0].copy()
+
+
+class Evaluator(Node):
+    def __init__(self, node_name: str = "evaluator", **kwargs):
+        super().__init__(node_name, **kwargs)
+        self.config = declare(self, PARAMETERS)
+        self.info = get_dataset_info(self.config["dataset"])
+        self.class_info: dict = {}
+        self.matrix: ConfusionMatrix | None = None
+        self.samples = Samples(self.config["samples"])
+        self.decoder = FrameDecoder()
+        # stamp → (labels, arrival monotonic s, index)   |   stamp → (labels, arrival)
+        self.truth: dict[int, tuple[np.ndarray, float, int]] = {}
+        self.predictions: dict[int, tuple[np.ndarray, float]] = {}
+        self.images: dict[int, np.ndarray] = {}  # only frames kept as samples
+        self.latency_ms: list[float] = []
+        self.counts = {"ground_truth": 0, "evaluated": 0, "images": 0, "resized_predictions": 0}
+        self.published: int | None = None  # from the player's ~/done
+        self.done_at = self.last_truth_at = None
+        self.finished = False
+
+        self.create_subscription(Image, "/camera/labels_gt", self._on_truth, RELIABLE)
+        self.create_subscription(Image, "/segment_node/labels", self._on_prediction, RELIABLE)
+        self.create_subscription(String, "/segment_node/class_info", self._on_class_info, LATCHED)
+        self.create_subscription(String, "/bag_player/done", self._on_done, LATCHED)
+        if self.config["samples"]:
+            self.create_subscription(Image, "/camera/image_raw", self._on_image, QoSPresetProfiles.SENSOR_DATA.value)
+        self.create_timer(0.1, self._check_finished)
+        self.get_logger().info(f"waiting for ground truth and predictions; report goes to {self.config['out_dir']}")
+
+    # -- inputs --------------------------------------------------------------------------------------
+    def _on_class_info(self, msg: String) -> None:
+        self.class_info = json.loads(msg.data)
+        if self.matrix is None:
+            self.info = dataset_from_class_info(msg.data)
+
+    def _on_done(self, msg: String) -> None:
+        self.published = int(json.loads(msg.data)["frames"])
+        self.done_at = time.monotonic()
+
+    def _on_image(self, msg: Image) -> None:
+        index = self.counts["images"]
+        self.counts["images"] += 1
+        if self.samples.wants(index):
+            try:
+                self.images[stamp_of(msg)] = to_rgb(*self.decoder.image(msg))
+            except BadFrame:
+                pass  # samples are a courtesy; the metrics do not depend on them
+            while len(self.images) > 4 * max(self.samples.limit, 1):
+                self.images.pop(next(iter(self.images)))
+
+    def _on_truth(self, msg: Image) -> None:
+        now = time.monotonic()
+        try:
+            labels = labels_of(msg, self.decoder)
+        except BadFrame as exc:
+            self.get_logger().error(f"ground truth at stamp {stamp_of(msg)} skipped: {exc}")
+            return
+        self.truth[stamp_of(msg)] = (labels, now, self.counts["ground_truth"])
+        self.counts["ground_truth"] += 1
+        self.last_truth_at = now
+        self._match(stamp_of(msg))
+
+    def _on_prediction(self, msg: Image) -> None:
+        now = time.monotonic()
+        try:
+            self.predictions[stamp_of(msg)] = (labels_of(msg, self.decoder), now)
+        except BadFrame as exc:
+            self.get_logger().error(f"prediction at stamp {stamp_of(msg)} skipped: {exc}")
+            return
+        self._match(stamp_of(msg))
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def _match(self, stamp: int) -> None:
+        if stamp not in self.truth or stamp not in self.predictions:
+            return
+        truth, truth_at, index = self.truth.pop(stamp)
+        prediction, prediction_at = self.predictions.pop(stamp)
+        if prediction.shape != truth.shape:  # a node publishing at network resolution
+            prediction = cv2.resize(prediction, truth.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            self.counts["resized_predictions"] += 1
+        if self.matrix is None:
+            self.matrix = ConfusionMatrix(self.info.num_classes)
+        try:
+            self.matrix.update(torch.from_numpy(prediction), torch.from_numpy(truth))
+        except ValueError as exc:
+            self.get_logger().error(f"frame {stamp} not scored: {exc} (do the node's classes match the bag's?)")
+            return
+        self.latency_ms.append(1e3 * (prediction_at - truth_at))
+        self.counts["evaluated"] += 1
+        image = self.images.pop(stamp, None)
+        if image is not None and image.shape[:2] == truth.shape and self.samples.wants(index):
+            self.samples.add(index, image, prediction, truth)
+
+    def _check_finished(self) -> None:
+        if self.finished:
+            return
+        now = time.monotonic()
+        if self.done_at is not None:
+            all_in = self.published is not None and self.counts["ground_truth"] >= self.published and not self.truth
+            if all_in or now - self.done_at > self.config["drain_timeout_s"]:
+                self.finish()
+        elif self.config["idle_timeout_s"] and self.last_truth_at is not None \
+                and now - self.last_truth_at > self.config["idle_timeout_s"]:
+            self.finish()
+
+    def finish(self) -> dict | None:
+        """Write the report (once). Returns it, or None when no frame was scored."""
+        if self.finished:
+            return None
+        self.finished = True
+        if self.matrix is None:
+            self.get_logger().error("no prediction matched any ground truth: is segment_node running and "
+                                    "subscribed to the player's images? No report written.")
+            return None
+        frames = {"published": self.published, "ground_truth_received": self.counts["ground_truth"],
+                  "evaluated": self.counts["evaluated"], "dropped": len(self.truth),
+                  "predictions_without_ground_truth": len(self.predictions),
+                  "predictions_resized": self.counts["resized_predictions"]}
+        meta = {key: self.class_info[key] for key in ("model", "weights") if key in self.class_info}
+        report = build_report(self.matrix, self.info, frames, self.latency_ms, meta, LATENCY_DEFINITION)
+        write_report(self.config["out_dir"], report, self.info, self.latency_ms, self.samples.picked())
+        latency = report["latency_ms"]
+        self.get_logger().info(
+            f"mIoU {100 * report['miou']:.1f} % over {frames['evaluated']} frames, {frames['dropped']} dropped; "
+            f"latency p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms; wrote {self.config['out_dir']}")
+        return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    argparse.ArgumentParser(
+        prog="evaluator_node", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Score a segmentation node against replayed ground truth.\n\n" + __doc__.split("\n\n", 1)[1],
+        epilog="usage with ROS arguments: evaluator_node --ros-args -p out_dir:=eval_out "
+               "-r /segment_node/labels:=/my_node/labels\n\nparameters:\n" + markdown_table(PARAMETERS),
+    ).parse_args(rclpy.utilities.remove_ros_args(["evaluator_node", *argv])[1:])
+    rclpy.init(args=["evaluator_node", *argv])
+    try:
+        try:
+            node = Evaluator()
+        except ValueError as exc:
+            rclpy.logging.get_logger("evaluator").fatal(f"cannot start: {exc}")
+            return 1
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            while rclpy.ok() and not (node.finished and node.config["exit_when_done"]):
+                executor.spin_once(timeout_sec=0.1)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            node.finish()
+        finally:
+            node.destroy_node()
+        return 0 if node.matrix is not None else 1
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""``rtseg-replay``: bag replay + ``segment_node`` + evaluator, what ``replay.launch.py`` starts, without ``ros2``.
+
+Three processes talk over DDS exactly as in a ROS install: ``bag_player`` publishes the bag's images, camera
+info and ground truth; ``segment_node`` segments the images; ``evaluator_node`` matches its labels to the
+ground truth by stamp and writes the report. The player starts when the node and the evaluator have
+subscribed; the run ends when the evaluator has written its report (its exit status is returned).
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rtseg_ros.tools.export import parse_size
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="rtseg-replay", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+                                epilog="Example: rtseg-replay --bag val_bag --weights best.pt --out eval_out\n"
+                                       "(set ROS_DOMAIN_ID / ROS_AUTOMATIC_DISCOVERY_RANGE as for any ROS 2 run)",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bag", type=Path, required=True, help="rosbag2 folder (e.g. from rtseg-make-bag)")
+    p.add_argument("--weights", default="", help="checkpoint for segment_node (empty: random weights)")
+    p.add_argument("--model", default="", help="registry name (default: the checkpoint's model, else farsee)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--input-size", type=parse_size, help="network input HxW (default: the model's)")
+    p.add_argument("--rate", type=float, default=0.0, help="frames per second; 0: the bag's recorded timing (default)")
+    p.add_argument("--input-qos", default="reliable", choices=("reliable", "sensor_data"),
+                   help="segment_node's image QoS (default reliable: measure the network, not transport losses; "
+                        "sensor_data: as deployed)")
+    p.add_argument("--samples", type=int, default=6, help="sample rows in samples.png (default 6; 0: none)")
+    p.add_argument("--drain-timeout", type=float, default=10.0,
+                   help="seconds to wait for the last predictions after the bag ends (default 10)")
+    p.add_argument("-p", "--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="extra segment_node parameter, e.g. -p cpu_threads:=1 (repeatable)")
+    p.add_argument("--out", type=Path, default=Path("eval_out"), help="report folder (default eval_out)")
+    return p.parse_args(argv)
+
+
+def commands(args) -> dict[str, list[str]]:
+    """The three processes, as ``replay.launch.py`` configures them."""
+    python = [sys.executable, "-m"]
+    node_params = {"model": args.model, "weights": args.weights, "device": args.device, "backend": args.backend,
+                   "precision": args.precision, "input_qos": args.input_qos}
+    if args.input_size:
+        node_params.update(input_height=args.input_size[0], input_width=args.input_size[1])
+    node = [*python, "rtseg_ros.ros.segment_node", "--ros-args", "-r", "image:=/camera/image_raw"]
+    for name, value in node_params.items():
+        node += ["-p", f"{name}:={value}" if value != "" else f"{name}:=''"]
+    for extra in args.node_param:
+        node += ["-p", extra]
+    player = [*python, "rtseg_ros.ros.player_node", "--ros-args", "-p", f"bag:={args.bag.resolve()}",
+              "-p", f"rate_hz:={float(args.rate)}", "-p", "wait_for_evaluator:=true",
+              "-p", f"wait_for_subscribers:={2 if args.samples else 1}"]
+    evaluator = [*python, "rtseg_ros.ros.evaluator_node", "--ros-args", "-p", f"out_dir:={args.out.resolve()}",
+                 "-p", f"samples:={args.samples}", "-p", f"drain_timeout_s:={float(args.drain_timeout)}"]
+    return {"evaluator_node": evaluator, "segment_node": node, "bag_player": player}
+
+
+def run(args) -> int:
+    processes = {name: subprocess.Popen(command) for name, command in commands(args).items()}
+    evaluator = processes["evaluator_node"]
+    try:
+        while evaluator.poll() is None:
+            for name in ("segment_node", "bag_player"):
+                code = processes[name].poll()
+                if code:  # a failed start or a crash: the evaluator would wait for nothing
+                    print(f"rtseg-replay: {name} exited with status {code}; stopping", file=sys.stderr)
+                    evaluator.send_signal(signal.SIGINT)  # it writes what it has
+                    evaluator.wait(timeout=30)
+                    return code
+            time.sleep(0.2)
+        return evaluator.returncode
+    except KeyboardInterrupt:
+        evaluator.send_signal(signal.SIGINT)
+        evaluator.wait(timeout=30)
+        return 130
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.bag.exists():
+        print(f"rtseg-replay: error: bag {args.bag} does not exist", file=sys.stderr)
+        return 1
+    code = run(args)
+    if code == 0:
+        print(f"rtseg-replay: report in {args.out}/report.md")
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
