@@ -11,8 +11,9 @@ truth whose prediction never comes is a dropped frame (latest-frame-wins nodes d
 up with). Class names and colours come from the node's ``~/class_info`` when it is published, so the report
 uses the classes the model was trained with.
 
-Topics (absolute defaults, remap with ``-r``): ``/camera/labels_gt`` and ``/segment_node/labels`` (mono8),
-``/camera/image_raw`` (only for the sample overlays; best effort), ``/segment_node/class_info``,
+Topics (absolute defaults, remap with ``-r``): ``/camera/labels_gt`` and ``/segment_node/labels`` (mono8; the
+ground truth is subscribed only once a labels publisher is matched, so a player that waits for the evaluator
+starts when predictions can arrive), ``/camera/image_raw`` (only for the sample overlays; best effort), ``/segment_node/class_info``,
 ``/bag_player/done``.
 """
 from __future__ import annotations
@@ -87,8 +88,8 @@ class Evaluator(Node):
         self.done_at = self.last_truth_at = None
         self.finished = False
 
-        self.create_subscription(Image, "/camera/labels_gt", self._on_truth, RELIABLE)
-        self.create_subscription(Image, "/segment_node/labels", self._on_prediction, RELIABLE)
+        self.prediction_sub = self.create_subscription(Image, "/segment_node/labels", self._on_prediction, RELIABLE)
+        self.truth_sub = None  # created once predictions can reach us, see _check_finished
         self.create_subscription(String, "/segment_node/class_info", self._on_class_info, LATCHED)
         self.create_subscription(String, "/bag_player/done", self._on_done, LATCHED)
         if self.config["samples"]:
@@ -163,6 +164,11 @@ class Evaluator(Node):
     def _check_finished(self) -> None:
         if self.finished:
             return
+        # Ground truth is subscribed only once the node's labels publisher is matched: a player waiting for
+        # this subscription (wait_for_evaluator) then never starts before predictions can reach us.
+        if self.truth_sub is None and self.prediction_sub.get_publisher_count() > 0:
+            self.truth_sub = self.create_subscription(Image, "/camera/labels_gt", self._on_truth, RELIABLE)
+            self.get_logger().info("predictions publisher found; subscribed to the ground truth")
         now = time.monotonic()
         if self.done_at is not None:
             all_in = self.published is not None and self.counts["ground_truth"] >= self.published and not self.truth
