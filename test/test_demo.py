@@ -1,4 +1,5 @@
-"""The README's main job, end to end at toy size: synthetic data → rtseg-train → segment_node over DDS."""
+"""The README's main job, end to end at toy size: synthetic data → rtseg-train → rtseg-make-bag →
+rtseg-replay (bag_player, segment_node and evaluator_node as three processes over DDS)."""
 import json
 
 import pytest
@@ -8,12 +9,15 @@ pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (pip install '.[
 from rtseg_ros.ros import demo  # noqa: E402
 
 
-def test_demo_trains_runs_the_node_and_reports(tmp_path, capsys):
+def test_demo_trains_replays_a_bag_and_reports(tmp_path, capsys):
     code = demo.main(["--out", str(tmp_path), "--model", "sgcpnet", "--iters", "4", "--train-images", "8",
-                      "--val-images", "4", "--rate", "10", "--domain-id", "91"])
+                      "--val-images", "4", "--rate", "4", "--domain-id", "91"])
     assert code == 0
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["frames_received"] == report["frames_sent"] == 4
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["frames"]["published"] == report["frames"]["evaluated"] == 4
+    assert report["model"] == "sgcpnet" and str(tmp_path / "run" / "best.pt") in report["weights"]
     assert 0.0 <= report["miou"] <= 1.0 and report["latency_ms"]["p50"] > 0
-    assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "overlays.png").is_file()
-    assert "segment_node returned 4/4 frames" in capsys.readouterr().out
+    assert (tmp_path / "val_bag" / "metadata.yaml").is_file()
+    for name in ("report.md", "samples.png", "confusion_matrix.png", "iou.png", "latency.png"):
+        assert (tmp_path / "eval" / name).is_file(), name
+    assert "segment_node answered 4/4 frames" in capsys.readouterr().out

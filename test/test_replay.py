@@ -208,7 +208,8 @@ def test_rtseg_replay_agrees_with_rtseg_eval_offline(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "report in" in result.stdout
     online = json.loads((replay_out / "report.json").read_text())
-    assert online["frames"]["published"] == online["frames"]["evaluated"] == 5 and online["frames"]["dropped"] == 0
+    assert online["frames"]["published"] == online["frames"]["evaluated"] == 5, (online["frames"], result.stderr)
+    assert online["frames"]["dropped"] == 0
     assert online["model"] == "sgcpnet" and online["latency_ms"]["count"] == 5
     assert (replay_out / "samples.png").is_file() and (replay_out / "latency.png").is_file()
 

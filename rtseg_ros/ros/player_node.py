@@ -37,6 +37,9 @@ PARAMETERS = (
     Param("wait_for_subscribers", 1, "wait until the image topic has this many subscribers before the first "
           "frame; 0: start at once", range=(0, 100)),
     Param("wait_for_evaluator", False, "also wait for a subscriber on the labels topic (an evaluator)"),
+    Param("start_delay_s", 1.0, "pause between finding the subscribers and the first frame: DDS discovery is not "
+          "symmetric, and the other ends (e.g. segment_node's output to the evaluator) may still be matching",
+          range=(0.0, 3600.0)),
     Param("wait_timeout_s", 60.0, "give up waiting for subscribers after this long (exit 1)", range=(0.0, 3600.0)),
     Param("image_topic", IMAGE_TOPIC, "image topic in the bag (required)"),
     Param("camera_info_topic", CAMERA_INFO_TOPIC, "camera_info topic in the bag (published when present)"),
@@ -152,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not node.wait_for_subscribers():
                 return 1
+            time.sleep(node.config["start_delay_s"])
             node.play(stop)
             time.sleep(1.0)  # let reliable readers fetch the last samples and ~/done before the writer goes
         except (KeyboardInterrupt, ExternalShutdownException):
