@@ -80,6 +80,10 @@ def test_colcon_build(tmp_path):
         assert (prefix / "lib" / "rtseg_ros" / line.split("=")[0].strip()).is_file()
 
 
-def test_readme_parameter_table_is_current():
+def test_readme_parameter_tables_are_current():
     params = pytest.importorskip("rtseg_ros.ros.params", reason="needs the ROS 2 message wheels")
-    assert params.markdown_table() in (ROOT / "README.md").read_text(), "paste params.markdown_table() into README"
+    from rtseg_ros.ros import evaluator_node, player_node
+
+    readme = (ROOT / "README.md").read_text()
+    for table in (params.PARAMETERS, player_node.PARAMETERS, evaluator_node.PARAMETERS):
+        assert params.markdown_table(table) in readme, f"paste markdown_table() of {table[0].name}'s table into README"

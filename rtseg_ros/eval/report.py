@@ -80,7 +80,7 @@ def markdown(report: dict) -> str:
     for key in ("model", "weights", "source", "device", "backend", "precision"):
         if report.get(key):
             lines.append(f"- {key}: `{report[key]}`")
-    lines.append("- frames: " + ", ".join(f"{value} {key}" for key, value in frames.items()))
+    lines.append("- frames: " + ", ".join(f"{value} {key.replace('_', ' ')}" for key, value in frames.items()))
     lines += ["", f"**mIoU {_percent(report['miou'])} %**, pixel accuracy {_percent(report['pixel_accuracy'])} %", ""]
     latency = report["latency_ms"]
     if latency:

@@ -48,7 +48,7 @@ def train(args, data: Path, size: tuple[int, int]) -> Path:
         return run / "best.pt"
     print(f"[2/4] training {args.model} for {args.iters} iterations on the CPU")
     code = train_main(["--model", args.model, "--data-root", str(data), "--out", str(run), "--device", "cpu",
-                       "--batch-size", "8", "--max-iters", str(args.iters), "--set", f"train.crop=[{size[0]},{size[1]}]",
+                       "--batch-size", "8", "--workers", "2", "--max-iters", str(args.iters), "--set", f"train.crop=[{size[0]},{size[1]}]",
                        "--set", "optimizer.lr=0.1", "--set", "augment.scale=[0.75,1.5]"])
     if code:
         raise SystemExit(code)
