@@ -74,17 +74,22 @@ def test_config_yaml_matches_the_declared_defaults():
     assert config["/**"]["ros__parameters"] == params.DEFAULTS
 
 
-def test_launch_description_builds_where_launch_ros_is_installed():
+def launch_description(path):
+    """The LaunchDescription ``path`` builds (skips where launch_ros is not installed)."""
     if importlib.util.find_spec("launch_ros") is None:
         pytest.skip("launch_ros not installed (ROS 2 launch is not on PyPI)")
+    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.generate_launch_description()
+
+
+def test_launch_description_builds_where_launch_ros_is_installed():
+    description = launch_description(LAUNCH)
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument
     from launch_ros.actions import Node
 
-    spec = importlib.util.spec_from_file_location("segment_launch", LAUNCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
     assert isinstance(description, LaunchDescription)
     declared = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
     assert set(declared) == set(EXPECTED_ARGUMENTS) | {"params_file"}
@@ -120,12 +125,7 @@ def test_replay_launch_starts_what_rtseg_replay_starts():
 
 
 def test_replay_launch_description_builds_where_launch_ros_is_installed():
-    if importlib.util.find_spec("launch_ros") is None:
-        pytest.skip("launch_ros not installed (ROS 2 launch is not on PyPI)")
+    description = launch_description(REPLAY)
     from launch_ros.actions import Node
 
-    spec = importlib.util.spec_from_file_location("replay_launch", REPLAY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
     assert len([e for e in description.entities if isinstance(e, Node)]) == 3

@@ -12,8 +12,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from rtseg_ros.data.labels import get_dataset_info  # noqa: E402
-from rtseg_ros.ros.conversions import (BadFrame, FrameDecoder, array_of, class_info_json, fill_image,  # noqa: E402
-                                       scale_camera_info)
+from rtseg_ros.data.encodings import BadFrame, FrameDecoder  # noqa: E402
+from rtseg_ros.ros.conversions import array_of, class_info_json, fill_image, scale_camera_info  # noqa: E402
 
 H, W = 48, 64
 

@@ -1,6 +1,6 @@
 """sensor_msgs ↔ NumPy for the nodes.
 
-Incoming frames are decoded by ``data.encodings.FrameDecoder`` (re-exported here). Outgoing images copy the
+Incoming frames are decoded by ``data.encodings.FrameDecoder`` (no ROS needed there). Outgoing images copy the
 result once into a ``uint8`` array kept per topic (rclpy then serialises it without a per-element loop).
 """
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
-from ..data.encodings import BadFrame, FrameDecoder  # noqa: F401  (re-exported for the node)
 from ..data.labels import DatasetInfo
 
 

@@ -18,7 +18,6 @@ starts when predictions can arrive), ``/camera/image_raw`` (only for the sample 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -38,7 +37,8 @@ from rtseg_ros.data.labels import get_dataset_info
 from rtseg_ros.eval.metrics import ConfusionMatrix
 from rtseg_ros.eval.report import Samples, build_report, write_report
 from rtseg_ros.ros.conversions import dataset_from_class_info
-from rtseg_ros.ros.params import Param, declare, markdown_table
+from rtseg_ros.ros.node_main import node_main
+from rtseg_ros.ros.params import Param, declare
 
 PARAMETERS = (
     Param("out_dir", "eval_out", "folder for report.json, report.md and the plots"),
@@ -201,33 +201,21 @@ class Evaluator(Node):
         return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    argparse.ArgumentParser(
-        prog="evaluator_node", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Score a segmentation node against replayed ground truth.\n\n" + __doc__.split("\n\n", 1)[1],
-        epilog="usage with ROS arguments: evaluator_node --ros-args -p out_dir:=eval_out "
-               "-r /segment_node/labels:=/my_node/labels\n\nparameters:\n" + markdown_table(PARAMETERS),
-    ).parse_args(rclpy.utilities.remove_ros_args(["evaluator_node", *argv])[1:])
-    rclpy.init(args=["evaluator_node", *argv])
+def evaluate(node: Evaluator) -> int:
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        try:
-            node = Evaluator()
-        except ValueError as exc:
-            rclpy.logging.get_logger("evaluator").fatal(f"cannot start: {exc}")
-            return 1
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        try:
-            while rclpy.ok() and not (node.finished and node.config["exit_when_done"]):
-                executor.spin_once(timeout_sec=0.1)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            node.finish()
-        finally:
-            node.destroy_node()
-        return 0 if node.matrix is not None else 1
-    finally:
-        rclpy.try_shutdown()
+        while rclpy.ok() and not (node.finished and node.config["exit_when_done"]):
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        node.finish()
+    return 0 if node.matrix is not None else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return node_main(argv, "evaluator_node", "Score a segmentation node against replayed ground truth.", __doc__,
+                     "evaluator_node --ros-args -p out_dir:=eval_out -r /segment_node/labels:=/my_node/labels",
+                     PARAMETERS, Evaluator, (ValueError,), evaluate)
 
 
 if __name__ == "__main__":

@@ -12,21 +12,20 @@ Topics: the bag's own names (``/camera/image_raw``, ``/camera/camera_info``, ``/
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
 import threading
 import time
 
-import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from rtseg_ros.eval.bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC, BagError, load_frames, restamped
-from rtseg_ros.ros.params import Param, declare, markdown_table
+from rtseg_ros.ros.node_main import node_main
+from rtseg_ros.ros.params import Param, declare
 
 PARAMETERS = (
     Param("bag", "", "rosbag2 folder to replay (required)"),
@@ -132,41 +131,30 @@ class BagPlayer(Node):
         self.done_pub.publish(String(data=json.dumps({"frames": self.published, "bag": str(self.contents.path)})))
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    argparse.ArgumentParser(
-        prog="bag_player", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Replay a Cityscapes-style rosbag for evaluation.\n\n" + __doc__.split("\n\n", 1)[1],
-        epilog="usage with ROS arguments: bag_player --ros-args -p bag:=val_bag -p rate_hz:=10\n\n"
-               "parameters:\n" + markdown_table(PARAMETERS),
-    ).parse_args(rclpy.utilities.remove_ros_args(["bag_player", *argv])[1:])
-    rclpy.init(args=["bag_player", *argv])
+def replay(node: BagPlayer) -> int:
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)  # parameter services, QoS events
+    spinner.start()
+    stop = threading.Event()
     try:
-        try:
-            node = BagPlayer()
-        except (BagError, ValueError, ImportError, AttributeError) as exc:
-            rclpy.logging.get_logger("bag_player").fatal(f"cannot start: {exc}")
+        if not node.wait_for_subscribers():
             return 1
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)  # parameter services, QoS events
-        spinner.start()
-        stop = threading.Event()
-        try:
-            if not node.wait_for_subscribers():
-                return 1
-            time.sleep(node.config["start_delay_s"])
-            node.play(stop)
-            time.sleep(1.0)  # let reliable readers fetch the last samples and ~/done before the writer goes
-        except (KeyboardInterrupt, ExternalShutdownException):
-            stop.set()
-        finally:
-            executor.shutdown(timeout_sec=1.0)
-            spinner.join(timeout=5.0)  # a thread still inside rcl when the process exits aborts it
-            node.destroy_node()
+        time.sleep(node.config["start_delay_s"])
+        node.play(stop)
+        time.sleep(1.0)  # let reliable readers fetch the last samples and ~/done before the writer goes
+    except (KeyboardInterrupt, ExternalShutdownException):
+        stop.set()
     finally:
-        rclpy.try_shutdown()
+        executor.shutdown(timeout_sec=1.0)
+        spinner.join(timeout=5.0)  # a thread still inside rcl when the process exits aborts it
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return node_main(argv, "bag_player", "Replay a Cityscapes-style rosbag for evaluation.", __doc__,
+                     "bag_player --ros-args -p bag:=val_bag -p rate_hz:=10", PARAMETERS, BagPlayer,
+                     (BagError, ValueError, ImportError, AttributeError), replay)
 
 
 if __name__ == "__main__":

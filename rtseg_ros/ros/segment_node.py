@@ -14,13 +14,11 @@ computed. Topics (relative to the node):
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 import threading
 import time
 
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -36,8 +34,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from rtseg_ros.ros import params
-from rtseg_ros.ros.conversions import BadFrame, FrameDecoder, class_info_json, fill_image, scale_camera_info
+from rtseg_ros.data.encodings import BadFrame, FrameDecoder
+from rtseg_ros.ros.conversions import class_info_json, fill_image, scale_camera_info
 from rtseg_ros.ros.diagnostics import ERROR, WARN, FrameStats, Limits, ThrottledLog, to_array, to_status
+from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.runtime.segmenter import STAGES, Segmenter, network_size
 
 IMAGE_OUTPUTS = ("labels", "color", "overlay", "confidence")
@@ -357,32 +357,20 @@ class SegmentNode(Node):
         super().destroy_node()
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(
-        prog="segment_node", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="ROS 2 real-time semantic segmentation node.\n\n" + __doc__.split("\n\n", 1)[1],
-        epilog="usage with ROS arguments: segment_node --ros-args -p model:=farsee -r image:=/camera/image_raw\n\n"
-               "parameters:\n" + params.markdown_table())
-    parser.parse_args(rclpy.utilities.remove_ros_args(["segment_node", *argv])[1:])
-    rclpy.init(args=["segment_node", *argv])
+def spin(node: SegmentNode) -> int:
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        try:
-            node = SegmentNode()
-        except StartupError as exc:
-            rclpy.logging.get_logger("segment_node").fatal(f"cannot start: {exc}")
-            return 1
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return node_main(argv, "segment_node", "ROS 2 real-time semantic segmentation node.", __doc__,
+                     "segment_node --ros-args -p model:=farsee -r image:=/camera/image_raw", params.PARAMETERS,
+                     SegmentNode, (StartupError,), spin)
 
 
 if __name__ == "__main__":

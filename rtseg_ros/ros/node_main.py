@@ -1,0 +1,38 @@
+"""The console-script entry shared by the package's nodes: ``--help`` without ROS, ROS arguments passed to
+rclpy, a start-up error as one ``[FATAL]`` line with exit status 1, and a clean shutdown."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+import rclpy
+
+from rtseg_ros.ros.params import Param, markdown_table
+
+
+def node_main(argv: list[str] | None, prog: str, summary: str, doc: str, usage: str, table: tuple[Param, ...],
+              make_node: Callable, startup_errors: tuple[type[BaseException], ...], run: Callable) -> int:
+    """Parse ``--help``, init rclpy, build the node with ``make_node()`` and return ``run(node)``.
+
+    ``doc`` is the module docstring; its text after the first paragraph describes the node in ``--help``.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"{summary}\n\n" + doc.split("\n\n", 1)[1],
+        epilog=f"usage with ROS arguments: {usage}\n\nparameters:\n" + markdown_table(table),
+    ).parse_args(rclpy.utilities.remove_ros_args([prog, *argv])[1:])
+    rclpy.init(args=[prog, *argv])
+    try:
+        try:
+            node = make_node()
+        except startup_errors as exc:
+            rclpy.logging.get_logger(prog).fatal(f"cannot start: {exc}")
+            return 1
+        try:
+            return run(node)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
