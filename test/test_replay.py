@@ -174,6 +174,9 @@ def test_evaluator_matches_by_stamp_and_counts_drops(tmp_path, client):
             header = Image().header
             header.stamp.sec = stamp
             publish[topic].publish(fill_image(msg, labels, "mono8", header))
+        # unmatched frames are forgotten (and counted) after drain_timeout_s: memory stays bounded
+        spin_until(lambda: evaluator.counts["expired_truth"] == 1 and not evaluator.truth, "frame 3 to expire")
+        assert evaluator.counts["expired_predictions"] == 1 and not evaluator.predictions
         done.publish(String(data=json.dumps({"frames": 3})))
         spin_until(lambda: evaluator.finished, "the report")
     finally:

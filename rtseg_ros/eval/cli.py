@@ -77,14 +77,11 @@ def _bag_frames(args, topic: str) -> tuple[int, Iterator[tuple[str, np.ndarray, 
 def _prediction_writer(args, info: DatasetInfo):
     if not args.save_predictions:
         return lambda name, prediction: None
-    # the official evaluator reads label ids; other datasets keep train ids
-    lookup = np.full(256, 0, np.uint8)
-    if info.name == "cityscapes":
+    lookup = np.arange(256, dtype=np.uint8)  # train ids as they are, except for Cityscapes:
+    if info.name == "cityscapes":  # the official evaluator reads label ids
         for label in cs_labels:
             if 0 <= label.trainId < IGNORE_INDEX:
                 lookup[label.trainId] = label.id
-    else:
-        lookup = np.arange(256, dtype=np.uint8)
 
     def write(name: str, prediction: np.ndarray) -> None:
         write_bytes_atomic(args.save_predictions / name, cv2.imencode(".png", lookup[prediction])[1].tobytes())

@@ -46,7 +46,8 @@ PARAMETERS = (
           choices=("cityscapes", "camvid")),
     Param("samples", 6, "sample rows in samples.png; 0: none, and the image topic is not subscribed",
           range=(0, 64)),
-    Param("drain_timeout_s", 10.0, "after ~/done, wait this long for the last predictions", range=(0.0, 3600.0)),
+    Param("drain_timeout_s", 10.0, "a ground truth without prediction this long is a dropped frame; after ~/done, "
+          "wait at most this long for the last predictions", range=(0.0, 3600.0)),
     Param("idle_timeout_s", 0.0, "finish this long after the last ground truth when no ~/done comes "
           "(ros2 bag play); 0: only on ~/done or Ctrl-C", range=(0.0, 3600.0)),
     Param("exit_when_done", True, "exit after writing the report"),
@@ -83,7 +84,8 @@ class Evaluator(Node):
         self.predictions: dict[int, tuple[np.ndarray, float]] = {}
         self.images: dict[int, np.ndarray] = {}  # only frames kept as samples
         self.latency_ms: list[float] = []
-        self.counts = {"ground_truth": 0, "evaluated": 0, "images": 0, "resized_predictions": 0}
+        self.counts = {"ground_truth": 0, "evaluated": 0, "images": 0, "resized_predictions": 0, "expired_truth": 0,
+                       "expired_predictions": 0}
         self.published: int | None = None  # from the player's ~/done
         self.done_at = self.last_truth_at = None
         self.finished = False
@@ -161,9 +163,21 @@ class Evaluator(Node):
         if image is not None and image.shape[:2] == truth.shape and self.samples.wants(index):
             self.samples.add(index, image, prediction, truth)
 
+    def _expire(self, now: float) -> None:
+        """Forget unmatched frames older than drain_timeout_s, counting them, so memory stays bounded when
+        the node drops frames or stops answering."""
+        horizon = now - self.config["drain_timeout_s"]
+        for stamp in [s for s, (_, arrived, _) in self.truth.items() if arrived < horizon]:
+            del self.truth[stamp]
+            self.counts["expired_truth"] += 1
+        for stamp in [s for s, (_, arrived) in self.predictions.items() if arrived < horizon]:
+            del self.predictions[stamp]
+            self.counts["expired_predictions"] += 1
+
     def _check_finished(self) -> None:
         if self.finished:
             return
+        self._expire(time.monotonic())
         # Ground truth is subscribed only once the node's labels publisher is matched: a player waiting for
         # this subscription (wait_for_evaluator) then never starts before predictions can reach us.
         if self.truth_sub is None and self.prediction_sub.get_publisher_count() > 0:
@@ -188,8 +202,8 @@ class Evaluator(Node):
                                     "subscribed to the player's images? No report written.")
             return None
         frames = {"published": self.published, "ground_truth_received": self.counts["ground_truth"],
-                  "evaluated": self.counts["evaluated"], "dropped": len(self.truth),
-                  "predictions_without_ground_truth": len(self.predictions),
+                  "evaluated": self.counts["evaluated"], "dropped": len(self.truth) + self.counts["expired_truth"],
+                  "predictions_without_ground_truth": len(self.predictions) + self.counts["expired_predictions"],
                   "predictions_resized": self.counts["resized_predictions"]}
         meta = {key: self.class_info[key] for key in ("model", "weights") if key in self.class_info}
         report = build_report(self.matrix, self.info, frames, self.latency_ms, meta, LATENCY_DEFINITION)
