@@ -46,14 +46,12 @@ class Frame:
     image: np.ndarray
     labels: np.ndarray | None
     intrinsics: dict | None = None  # {"fx", "fy", "u0", "v0"} in this image's pixels
-    name: str = ""
 
 
 def _image_msg(pixels: np.ndarray, encoding: str, header):
     height, width = pixels.shape[:2]
-    step = pixels.strides[0] if pixels.flags.c_contiguous else width * (1 if pixels.ndim == 2 else pixels.shape[2])
     return TYPESTORE.types["sensor_msgs/msg/Image"](
-        header=header, height=height, width=width, encoding=encoding, is_bigendian=0, step=step,
+        header=header, height=height, width=width, encoding=encoding, is_bigendian=0, step=pixels[0].size,
         data=np.ascontiguousarray(pixels).reshape(-1))
 
 

@@ -91,12 +91,12 @@ class Evaluator(Node):
         self.finished = False
 
         self.prediction_sub = self.create_subscription(Image, "/segment_node/labels", self._on_prediction, RELIABLE)
-        self.truth_sub = None  # created once predictions can reach us, see _check_finished
+        self.truth_sub = None  # created once predictions can reach us, see _on_timer
         self.create_subscription(String, "/segment_node/class_info", self._on_class_info, LATCHED)
         self.create_subscription(String, "/bag_player/done", self._on_done, LATCHED)
         if self.config["samples"]:
             self.create_subscription(Image, "/camera/image_raw", self._on_image, QoSPresetProfiles.SENSOR_DATA.value)
-        self.create_timer(0.1, self._check_finished)
+        self.create_timer(0.1, self._on_timer)
         self.get_logger().info(f"waiting for ground truth and predictions; report goes to {self.config['out_dir']}")
 
     # -- inputs --------------------------------------------------------------------------------------
@@ -174,7 +174,8 @@ class Evaluator(Node):
             del self.predictions[stamp]
             self.counts["expired_predictions"] += 1
 
-    def _check_finished(self) -> None:
+    def _on_timer(self) -> None:
+        """Every 0.1 s: subscribe to the ground truth when ready, expire unmatched frames, finish when done."""
         if self.finished:
             return
         self._expire(time.monotonic())
