@@ -109,9 +109,9 @@ def test_player_publishes_every_frame_restamped_and_says_done(tmp_path, client):
     started = time.time_ns()
     result = run_player(tmp_path / "bag", "rate_hz:=20.0", "wait_for_evaluator:=true")
     assert result.returncode == 0, result.stderr
-    wait_for(lambda: len(done) == 1 and len(truths) == 4, what="ground truth and ~/done")
+    # reliable publisher, reliable reader, slow rate: nothing lost
+    wait_for(lambda: len(done) == 1 and len(images) == len(infos) == len(truths) == 4, what="every frame and ~/done")
     assert json.loads(done[0][1].data)["frames"] == 4
-    assert len(images) == len(infos) == 4  # reliable publisher, reliable reader, slow rate: nothing lost
     stamps = [stamp_ns(m) for _, m in images]
     assert stamps == [stamp_ns(m) for _, m in truths] == [stamp_ns(m) for _, m in infos]  # one stamp per frame
     assert started < stamps[0] and stamps == sorted(stamps)  # restamped with the time of publishing
@@ -175,8 +175,8 @@ def test_evaluator_matches_by_stamp_and_counts_drops(tmp_path, client):
             header.stamp.sec = stamp
             publish[topic].publish(fill_image(msg, labels, "mono8", header))
         # unmatched frames are forgotten (and counted) after drain_timeout_s: memory stays bounded
-        spin_until(lambda: evaluator.counts["expired_truth"] == 1 and not evaluator.truth, "frame 3 to expire")
-        assert evaluator.counts["expired_predictions"] == 1 and not evaluator.predictions
+        spin_until(lambda: evaluator.counts["expired_truth"] == evaluator.counts["expired_predictions"] == 1
+                   and not evaluator.truth and not evaluator.predictions, "frames 3 and 9 to expire")
         done.publish(String(data=json.dumps({"frames": 3})))
         spin_until(lambda: evaluator.finished, "the report")
     finally:
