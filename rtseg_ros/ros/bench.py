@@ -47,6 +47,7 @@ class Run:
     diagnostics: list[dict[str, str]] = field(default_factory=list)  # the node's, one per period
     rss_mb: list[float] = field(default_factory=list)  # target's resident memory after warm-up, at the end
     sent: int = 0
+    sent_hz: float = 0.0  # the rate actually achieved: above a few hundred MB/s the publisher is the limit
 
 
 def _now_stamp(msg: Image) -> None:
@@ -114,17 +115,19 @@ class Harness:
             self.publisher.publish(msg)
             time.sleep(0.2)
         result, period = Run(), 1.0 / rate_hz
-        next_time = time.monotonic()
+        next_time = started = time.monotonic()
         for index in range(-warmup, frames):
             if index == 0:
                 result.rss_mb.append(rss_mib(process.pid))
                 self._diagnostics.clear()
+                started = time.monotonic()
             next_time += period
             msg.header.frame_id = str(index)
             _now_stamp(msg)
             self.publisher.publish(msg)
             time.sleep(max(0.0, next_time - time.monotonic()))
-        time.sleep(min(2.0, 10 * period))  # let the last frames come back
+        result.sent_hz = frames / (time.monotonic() - started)
+        time.sleep(min(2.0, max(0.5, 10 * period)))  # let the last frames come back
         result.rss_mb.append(rss_mib(process.pid))
         result.sent = frames
         with self._lock:
@@ -190,6 +193,16 @@ def _median_of(diagnostics: list[dict[str, str]], key: str) -> float:
     return float(np.median(values)) if values else float("nan")
 
 
+def _node_command(outputs: tuple[str, ...], node_params: dict) -> list[str]:
+    command = [sys.executable, "-m", "rtseg_ros.ros.segment_node", "--ros-args", "-r", f"__node:={TARGET}",
+               "-r", f"image:={INPUT_TOPIC}"]
+    for name in ("color", "overlay", "confidence"):
+        command += ["-p", f"publish_{name}:={name in outputs}"]
+    for key, value in node_params.items():
+        command += ["-p", f"{key}:={value}"]
+    return command
+
+
 def measure(sizes, rate_hz: float, frames: int, warmup: int, outputs: tuple[str, ...], node_params: dict,
             domain_id: int, bare: bool = True) -> list[dict]:
     """One row per (size): relay and node at the same rate; see ``rtseg_ros.tools.bench_node``."""
@@ -199,14 +212,8 @@ def measure(sizes, rate_hz: float, frames: int, warmup: int, outputs: tuple[str,
     try:
         for height, width in sizes:
             runs = {"bare": Run()}
-            node = [sys.executable, "-m", "rtseg_ros.ros.segment_node", "--ros-args", "-r", f"__node:={TARGET}",
-                    "-r", f"image:={INPUT_TOPIC}", "-p", f"publish_color:={'color' in outputs}",
-                    "-p", f"publish_overlay:={'overlay' in outputs}",
-                    "-p", f"publish_confidence:={'confidence' in outputs}"]
-            for key, value in node_params.items():
-                node += ["-p", f"{key}:={value}"]
             timing = (height, width, rate_hz, frames, warmup, outputs)
-            runs["node"] = _run_target("node", node, harness, domain_id, *timing)
+            runs["node"] = _run_target("node", _node_command(outputs, node_params), harness, domain_id, *timing)
             inside = {key: _median_of(runs["node"].diagnostics, key) for key in
                       ("segmenter_p50_ms", "processing_p50_ms", "overhead_p50_ms", "stage_decode_ms",
                        "stage_publish_ms")}
@@ -234,6 +241,60 @@ def measure(sizes, rate_hz: float, frames: int, warmup: int, outputs: tuple[str,
     finally:
         harness.close()
     return rows
+
+
+def search_peak(passes, low_hz: float, high_hz: float, bisections: int) -> tuple[float | None, float | None]:
+    """(highest passing rate, lowest failing rate) of ``passes(rate)``: doubling from ``low_hz`` up to
+    ``high_hz``, then ``bisections`` geometric bisections of the bracket. None where no probe passed/failed."""
+    good, bad, rate = None, None, low_hz
+    while rate <= high_hz:
+        if not passes(rate):
+            bad = rate
+            break
+        good, rate = rate, 2 * rate
+    if good is not None and bad is not None:
+        for _ in range(bisections):
+            middle = (good * bad) ** 0.5
+            good, bad = (middle, bad) if passes(middle) else (good, middle)
+    return good, bad
+
+
+def find_peak(size: tuple[int, int], outputs: tuple[str, ...], node_params: dict, domain_id: int,
+              probe_s: float, warmup: int, low_hz: float, high_hz: float, max_drop: float,
+              bisections: int) -> dict:
+    """The highest input rate at which the node returns all but ``max_drop`` of the frames (ros2_benchmark's
+    peak throughput). Rates double from ``low_hz`` until a probe drops too many (or ``high_hz`` is passed),
+    then ``bisections`` geometric bisections narrow the bracket. One node process serves every probe."""
+    height, width = size
+    harness = Harness(domain_id)
+    harness.listen(outputs)
+    process = _start(_node_command(outputs, node_params), domain_id)
+    probes = []
+
+    def passes(rate_hz: float) -> bool:
+        frames = max(20, round(rate_hz * probe_s))
+        run = harness.run(process, height, width, rate_hz, frames, warmup, outputs)
+        received = len(run.latencies_ms)
+        # a publisher that cannot reach the rate measures itself, not the node: that ends the search too
+        result = ("publisher" if run.sent_hz < 0.95 * rate_hz else
+                  "drops" if received < (1 - max_drop) * frames else "pass")
+        probes.append({"rate_hz": rate_hz, "sent_hz": run.sent_hz, "frames": frames, "received": received,
+                       "drop_pct": 100.0 * (1 - received / frames), "node_ms": _percentiles(run.latencies_ms),
+                       "result": result})
+        return result == "pass"
+
+    try:
+        good, bad = search_peak(passes, low_hz, high_hz, bisections)
+    finally:
+        _stop(process)
+        harness.close()
+    if process.returncode not in (0, -signal.SIGINT):
+        raise RuntimeError(f"node exited with {process.returncode}: {_output(process)}")
+    process.log.close()
+    # what stopped the search: the node dropping frames, the publisher, or the end of the searched range
+    limited_by = next((p["result"] for p in probes if p["rate_hz"] == bad), "range")
+    return {"size": f"{width}x{height}", "peak_hz": good, "max_drop_pct": 100 * max_drop,
+            "limited_by": limited_by, "probes": probes}
 
 
 # -- the relay: bare rclpy transport of the same messages ------------------------------------------------

@@ -4,7 +4,8 @@
               post-processing on the CPU, eager fp32, full-resolution logits brought back), same frames
   --models    network forward speed by the papers' protocol (batch 1, warm-up, synchronised timing),
               per model, precision and CUDA-graph setting
-  --node      the running ROS node: end-to-end latency vs bare rclpy transport and the Segmenter alone
+  --node      the running ROS node: end-to-end latency vs bare rclpy transport and the Segmenter alone,
+              at fixed input rates (--rates); with --peak, the highest rate losing < 5 % of frames
 Prints a Markdown table and writes JSON (``--json``).
 """
 from __future__ import annotations
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--graphs", nargs="+", default=["off"], choices=("on", "off"), help="CUDA graphs (--models)")
     parser.add_argument("--rates", type=float, nargs="+", default=[10.0], help="input rates in Hz (--node, default 10)")
+    parser.add_argument("--peak", action="store_true",
+                        help="--node: search the highest input rate with < 5 %% of frames lost, per size")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="segment_node parameter for --node (repeatable), e.g. device:=cuda")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -223,12 +226,16 @@ def main(argv: list[str] | None = None) -> None:
                             [g == "on" for g in args.graphs])
         print(models_table(rows))
     else:
-        from rtseg_ros.tools.bench_node import SIZES, bench_node, markdown_table
+        from rtseg_ros.tools.bench_node import SIZES, bench_node, markdown_table, peak_rate, peak_table
 
         params = {"model": args.model, **dict(p.split(":=", 1) for p in args.node_param)}
-        rows = [row for rate in args.rates
-                for row in bench_node(args.size or SIZES, rate_hz=rate, frames=args.frames, node_params=params)]
-        print(markdown_table(rows))
+        if args.peak:
+            rows = peak_rate(args.size or SIZES, node_params=params)
+            print(peak_table(rows))
+        else:
+            rows = [row for rate in args.rates
+                    for row in bench_node(args.size or SIZES, rate_hz=rate, frames=args.frames, node_params=params)]
+            print(markdown_table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -53,6 +53,38 @@ def bench_node(sizes=SIZES, rate_hz: float = 10.0, frames: int = 300, warmup: in
     return rows
 
 
+def peak_rate(sizes=SIZES, outputs: tuple[str, ...] = ("labels",), node_params: dict | None = None,
+              domain_id: int | None = None, probe_s: float = 5.0, warmup: int = 10, low_hz: float = 5.0,
+              high_hz: float = 640.0, max_drop: float = 0.05, bisections: int = 3) -> list[dict]:
+    """Peak throughput per size, as ros2_benchmark defines it: the highest input rate at which fewer than
+    ``max_drop`` of the frames are lost. Each probe sends ``probe_s`` seconds of frames (at least 20).
+
+    Row keys: ``size``, ``peak_hz`` (None when even ``low_hz`` drops too many), ``limited_by`` (``drops``:
+    the node fell behind or the transport lost frames; ``publisher``: this process could not send faster;
+    ``range``: ``high_hz`` passed), ``probes`` (``rate_hz``, ``sent_hz``, ``frames``, ``received``,
+    ``drop_pct``, ``node_ms``, ``result`` per probe, in the order run).
+    """
+    from rtseg_ros.ros.bench import find_peak  # needs rclpy: imported only when run
+
+    params = {**NODE_PARAMS, **(node_params or {})}
+    domain = int(os.environ.get("ROS_DOMAIN_ID", "0")) if domain_id is None else domain_id
+    return [find_peak(size, tuple(outputs), params, domain, probe_s, warmup, low_hz, high_hz, max_drop, bisections)
+            for size in sizes]
+
+
+def peak_table(rows: list[dict]) -> str:
+    max_drop = rows[0]["max_drop_pct"] if rows else 5.0
+    lines = [f"| image | peak rate (< {max_drop:g} % drops) | limited by | node p50 / p95 at peak (ms) | probes (Hz: frames back) |",
+             "|---|---:|---|---:|---|"]
+    for r in rows:
+        at_peak = next((p["node_ms"] for p in r["probes"] if p["rate_hz"] == r["peak_hz"]), None)
+        latency = f"{at_peak['p50']:.2f} / {at_peak['p95']:.2f}" if at_peak else "–"
+        peak = f"{r['peak_hz']:.1f} Hz" if r["peak_hz"] else f"below {r['probes'][0]['rate_hz']:g} Hz"
+        probes = ", ".join(f"{p['rate_hz']:.0f}: {p['received']}/{p['frames']}" for p in r["probes"])
+        lines.append(f"| {r['size']} | {peak} | {r['limited_by']} | {latency} | {probes} |")
+    return "\n".join(lines)
+
+
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| image | rate | bare transport p50 / p95 (ms) | node p50 / p95 / max (ms) | Segmenter p50 (ms) | "
              "node overhead p50 (ms) | in node: receipt→published p50, own overhead p50, decode, publish (ms) | "
