@@ -36,16 +36,20 @@ def test_node_benchmark_times_the_node_and_bare_transport(tmp_path):
     assert "| 64x48 | 20 Hz |" in markdown_table([row])
 
 
-def test_peak_search_over_one_running_node():
+def test_peak_search_over_the_running_node_and_bare_transport():
     (row,) = peak_rate([(48, 64)], domain_id=DOMAIN_ID, probe_s=1.0, warmup=2, low_hz=10.0, high_hz=20.0,
                        bisections=1)
-    probes = row["probes"]
-    assert probes[0]["rate_hz"] == 10.0 and probes[0]["frames"] == 20  # at least 20 frames a probe
-    for probe in probes:
-        assert probe["result"] in ("pass", "drops", "publisher") and 0 <= probe["received"] <= probe["frames"]
-        assert probe["drop_pct"] == 100 * (1 - probe["received"] / probe["frames"])
-    passed = [p["rate_hz"] for p in probes if p["result"] == "pass"]
-    assert row["peak_hz"] == (max(passed) if passed else None)
-    failed = sorted((p["rate_hz"], p["result"]) for p in probes if p["result"] != "pass")
-    assert row["limited_by"] == (failed[0][1] if failed else "range")  # what the lowest failing probe hit
-    assert row["size"] + " |" in peak_table([row])
+    assert row["size"] == "64x48" and math.isfinite(row["node"]["segmenter_p50_ms"])
+    for target in ("node", "bare"):
+        search = row[target]
+        probes = search["probes"]
+        assert probes[0]["rate_hz"] == 10.0 and probes[0]["frames"] == 20  # at least 20 frames a probe
+        for probe in probes:
+            assert probe["result"] in ("pass", "drops", "publisher") and 0 <= probe["received"] <= probe["frames"]
+            assert probe["drop_pct"] == 100 * (1 - probe["received"] / probe["frames"])
+        passed = [p["rate_hz"] for p in probes if p["result"] == "pass"]
+        assert search["peak_hz"] == (max(passed) if passed else None)
+        failed = sorted((p["rate_hz"], p["result"]) for p in probes if p["result"] != "pass")
+        assert search["limited_by"] == (failed[0][1] if failed else "range")  # what the lowest failure hit
+    table = peak_table([row])
+    assert "| 64x48 | bare transport |" in table and "| 64x48 | segment_node |" in table

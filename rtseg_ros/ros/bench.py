@@ -219,10 +219,8 @@ def measure(sizes, rate_hz: float, frames: int, warmup: int, outputs: tuple[str,
                        "stage_publish_ms")}
             if bare:
                 hold_ms = inside["segmenter_p50_ms"] if np.isfinite(inside["segmenter_p50_ms"]) else 0.0
-                relay = [sys.executable, "-m", "rtseg_ros.ros.bench", "relay", f"{height}x{width}", ",".join(outputs),
-                         f"{hold_ms:.3f}", "--ros-args", "-r", f"__node:={TARGET}",
-                         "-r", f"image:={INPUT_TOPIC}"]
-                runs["bare"] = _run_target("relay", relay, harness, domain_id, *timing)
+                runs["bare"] = _run_target("relay", _relay_command(height, width, outputs, hold_ms), harness,
+                                           domain_id, *timing)
             relay_ms, node_ms = _percentiles(runs["bare"].latencies_ms), _percentiles(runs["node"].latencies_ms)
             # the relay held each frame for the Segmenter's time: what remains is transport
             bare_ms = {key: value - inside["segmenter_p50_ms"] for key, value in relay_ms.items()}
@@ -259,27 +257,29 @@ def search_peak(passes, low_hz: float, high_hz: float, bisections: int) -> tuple
     return good, bad
 
 
-def find_peak(size: tuple[int, int], outputs: tuple[str, ...], node_params: dict, domain_id: int,
-              probe_s: float, warmup: int, low_hz: float, high_hz: float, max_drop: float,
-              bisections: int) -> dict:
-    """The highest input rate at which the node returns all but ``max_drop`` of the frames (ros2_benchmark's
-    peak throughput). Rates double from ``low_hz`` until a probe drops too many (or ``high_hz`` is passed),
-    then ``bisections`` geometric bisections narrow the bracket. One node process serves every probe."""
+def _relay_command(height: int, width: int, outputs: tuple[str, ...], hold_ms: float) -> list[str]:
+    return [sys.executable, "-m", "rtseg_ros.ros.bench", "relay", f"{height}x{width}", ",".join(outputs),
+            f"{hold_ms:.3f}", "--ros-args", "-r", f"__node:={TARGET}", "-r", f"image:={INPUT_TOPIC}"]
+
+
+def _peak_of(name: str, command: list[str], harness: Harness, domain_id: int, size: tuple[int, int],
+             outputs: tuple[str, ...], probe_s: float, warmup: int, low_hz: float, high_hz: float,
+             max_drop: float, bisections: int) -> dict:
+    """Peak search over one started target; every probe reuses the process."""
     height, width = size
-    harness = Harness(domain_id)
-    harness.listen(outputs)
-    process = _start(_node_command(outputs, node_params), domain_id)
-    probes = []
+    process = _start(command, domain_id)
+    probes, diagnostics = [], []
 
     def passes(rate_hz: float) -> bool:
         frames = max(20, round(rate_hz * probe_s))
         run = harness.run(process, height, width, rate_hz, frames, warmup, outputs)
+        diagnostics.extend(run.diagnostics)
         received = len(run.latencies_ms)
-        # a publisher that cannot reach the rate measures itself, not the node: that ends the search too
+        # a publisher that cannot reach the rate measures itself, not the target: that ends the search too
         result = ("publisher" if run.sent_hz < 0.95 * rate_hz else
                   "drops" if received < (1 - max_drop) * frames else "pass")
         probes.append({"rate_hz": rate_hz, "sent_hz": run.sent_hz, "frames": frames, "received": received,
-                       "drop_pct": 100.0 * (1 - received / frames), "node_ms": _percentiles(run.latencies_ms),
+                       "drop_pct": 100.0 * (1 - received / frames), "latency_ms": _percentiles(run.latencies_ms),
                        "result": result})
         return result == "pass"
 
@@ -287,14 +287,34 @@ def find_peak(size: tuple[int, int], outputs: tuple[str, ...], node_params: dict
         good, bad = search_peak(passes, low_hz, high_hz, bisections)
     finally:
         _stop(process)
-        harness.close()
     if process.returncode not in (0, -signal.SIGINT):
-        raise RuntimeError(f"node exited with {process.returncode}: {_output(process)}")
+        raise RuntimeError(f"{name} exited with {process.returncode}: {_output(process)}")
     process.log.close()
-    # what stopped the search: the node dropping frames, the publisher, or the end of the searched range
+    # what stopped the search: frames lost, the publisher, or the end of the searched range
     limited_by = next((p["result"] for p in probes if p["rate_hz"] == bad), "range")
-    return {"size": f"{width}x{height}", "peak_hz": good, "max_drop_pct": 100 * max_drop,
-            "limited_by": limited_by, "probes": probes}
+    return {"peak_hz": good, "limited_by": limited_by, "probes": probes,
+            "segmenter_p50_ms": _median_of(diagnostics, "segmenter_p50_ms")}
+
+
+def find_peak(size: tuple[int, int], outputs: tuple[str, ...], node_params: dict, domain_id: int,
+              probe_s: float, warmup: int, low_hz: float, high_hz: float, max_drop: float,
+              bisections: int, bare: bool = True) -> dict:
+    """The highest input rate at which the node returns all but ``max_drop`` of the frames (ros2_benchmark's
+    peak throughput), and beside it the relay's (bare transport, each frame held for the node's Segmenter
+    p50). Rates double from ``low_hz`` until a probe loses too many (or ``high_hz`` is passed), then
+    ``bisections`` geometric bisections narrow the bracket."""
+    harness = Harness(domain_id)
+    harness.listen(outputs)
+    search = (size, outputs, probe_s, warmup, low_hz, high_hz, max_drop, bisections)
+    try:
+        node = _peak_of("node", _node_command(outputs, node_params), harness, domain_id, *search)
+        relay = None
+        if bare:
+            hold_ms = node["segmenter_p50_ms"] if np.isfinite(node["segmenter_p50_ms"]) else 0.0
+            relay = _peak_of("relay", _relay_command(*size, outputs, hold_ms), harness, domain_id, *search)
+    finally:
+        harness.close()
+    return {"size": f"{size[1]}x{size[0]}", "max_drop_pct": 100 * max_drop, "node": node, "bare": relay}
 
 
 # -- the relay: bare rclpy transport of the same messages ------------------------------------------------

@@ -55,33 +55,40 @@ def bench_node(sizes=SIZES, rate_hz: float = 10.0, frames: int = 300, warmup: in
 
 def peak_rate(sizes=SIZES, outputs: tuple[str, ...] = ("labels",), node_params: dict | None = None,
               domain_id: int | None = None, probe_s: float = 5.0, warmup: int = 10, low_hz: float = 5.0,
-              high_hz: float = 640.0, max_drop: float = 0.05, bisections: int = 3) -> list[dict]:
+              high_hz: float = 640.0, max_drop: float = 0.05, bisections: int = 3, bare: bool = True) -> list[dict]:
     """Peak throughput per size, as ros2_benchmark defines it: the highest input rate at which fewer than
-    ``max_drop`` of the frames are lost. Each probe sends ``probe_s`` seconds of frames (at least 20).
+    ``max_drop`` of the frames are lost; the node's, and bare transport's (the relay holding each frame for
+    the node's Segmenter p50) beside it. Each probe sends ``probe_s`` seconds of frames (at least 20).
 
-    Row keys: ``size``, ``peak_hz`` (None when even ``low_hz`` drops too many), ``limited_by`` (``drops``:
-    the node fell behind or the transport lost frames; ``publisher``: this process could not send faster;
-    ``range``: ``high_hz`` passed), ``probes`` (``rate_hz``, ``sent_hz``, ``frames``, ``received``,
-    ``drop_pct``, ``node_ms``, ``result`` per probe, in the order run).
+    Row keys: ``size``, ``max_drop_pct``, ``node`` and ``bare`` (None without ``bare``), each with
+    ``peak_hz`` (None when even ``low_hz`` loses too many), ``limited_by`` (``drops``: frames lost, the
+    target fell behind or the transport lost them; ``publisher``: this process could not send faster;
+    ``range``: ``high_hz`` passed), ``segmenter_p50_ms`` (the node's), ``probes`` (``rate_hz``, ``sent_hz``,
+    ``frames``, ``received``, ``drop_pct``, ``latency_ms``, ``result`` per probe, in the order run).
     """
     from rtseg_ros.ros.bench import find_peak  # needs rclpy: imported only when run
 
     params = {**NODE_PARAMS, **(node_params or {})}
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0")) if domain_id is None else domain_id
-    return [find_peak(size, tuple(outputs), params, domain, probe_s, warmup, low_hz, high_hz, max_drop, bisections)
-            for size in sizes]
+    return [find_peak(size, tuple(outputs), params, domain, probe_s, warmup, low_hz, high_hz, max_drop,
+                      bisections, bare) for size in sizes]
 
 
 def peak_table(rows: list[dict]) -> str:
     max_drop = rows[0]["max_drop_pct"] if rows else 5.0
-    lines = [f"| image | peak rate (< {max_drop:g} % drops) | limited by | node p50 / p95 at peak (ms) | probes (Hz: frames back) |",
-             "|---|---:|---|---:|---|"]
+    lines = [f"| image | target | peak rate (< {max_drop:g} % lost) | limited by | p50 / p95 at peak (ms) | "
+             "probes (Hz: frames back) |", "|---|---|---:|---|---:|---|"]
     for r in rows:
-        at_peak = next((p["node_ms"] for p in r["probes"] if p["rate_hz"] == r["peak_hz"]), None)
-        latency = f"{at_peak['p50']:.2f} / {at_peak['p95']:.2f}" if at_peak else "–"
-        peak = f"{r['peak_hz']:.1f} Hz" if r["peak_hz"] else f"below {r['probes'][0]['rate_hz']:g} Hz"
-        probes = ", ".join(f"{p['rate_hz']:.0f}: {p['received']}/{p['frames']}" for p in r["probes"])
-        lines.append(f"| {r['size']} | {peak} | {r['limited_by']} | {latency} | {probes} |")
+        for target, label in (("bare", "bare transport"), ("node", "segment_node")):
+            search = r[target]
+            if search is None:
+                continue
+            at_peak = next((p["latency_ms"] for p in search["probes"] if p["rate_hz"] == search["peak_hz"]), None)
+            latency = f"{at_peak['p50']:.2f} / {at_peak['p95']:.2f}" if at_peak else "–"
+            peak = (f"{search['peak_hz']:.1f} Hz" if search["peak_hz"]
+                    else f"below {search['probes'][0]['rate_hz']:g} Hz")
+            probes = ", ".join(f"{p['rate_hz']:.0f}: {p['received']}/{p['frames']}" for p in search["probes"])
+            lines.append(f"| {r['size']} | {label} | {peak} | {search['limited_by']} | {latency} | {probes} |")
     return "\n".join(lines)
 
 
