@@ -101,6 +101,12 @@ def test_frame_stats_window_and_levels():
     stats.published(2000.0, 5.0, {}, 4.5)
     now[0] = 4.0
     assert stats.report(Limits()).level == ERROR  # 1 of 1 frames rejected ≥ 0.5, and latency ≥ 1000 ms
+    stats.received(False)
+    stats.count("stale")
+    now[0] = 5.0
+    report = stats.report(Limits())
+    assert report.level == WARN and "1 of 1 frames skipped as older than max_age_ms" in report.message
+    assert report.values["frames_stale"] == "1"
 
 
 # -- the node through DDS ------------------------------------------------------------------------------
@@ -387,6 +393,48 @@ def test_live_parameters_through_the_parameter_service(ros, seg_a):
     (result,) = set_parameters(ros, "seg_a", max_fps=20)  # an integer for a float parameter: accepted
     assert result.successful and node.live["max_fps"] == 20.0
     assert set_parameters(ros, "seg_a", overlay_alpha=0.5, max_fps=0.0)[0].successful
+
+
+def test_disabled_node_lets_go_of_the_camera_until_enabled(ros):
+    node = ros.node("seg_off", cli_args=["--ros-args", "-r", "image:=/off/image"], enabled=False)
+    labels = ros.collect(Image, "/seg_off/labels")
+    diagnostics = ros.collect(DiagnosticArray, "/diagnostics")
+    pub = ros.publisher(Image, "/off/image")
+    wait_for(connected(node, "labels"), what="labels subscription")
+    assert node.image_sub is None and pub.get_subscription_count() == 0  # the camera sees no subscriber
+    wait_for(lambda: "disabled" in getattr(status_of(diagnostics, "seg_off: segmentation")[0], "message", ""),
+             what="diagnostics saying disabled")
+    status, values = status_of(diagnostics, "seg_off: segmentation")
+    assert status.level == DiagnosticStatus.WARN  # random weights; being disabled itself is no problem
+    assert values["enabled"] == "false"
+
+    assert set_parameters(ros, "seg_off", enabled=True)[0].successful
+    wait_for(lambda: pub.get_subscription_count(), what="the camera subscription back")
+    publish_until(pub, frame_msg(scene()), labels)
+    assert set_parameters(ros, "seg_off", enabled=False)[0].successful
+    wait_for(lambda: pub.get_subscription_count() == 0, what="the camera subscription gone")
+    assert node.image_sub is None and node._pending is None
+
+
+def test_frames_older_than_max_age_are_skipped_and_counted(ros):
+    node = ros.node("seg_age", cli_args=["--ros-args", "-r", "image:=/age/image"], max_age_ms=5000.0)
+    labels = ros.collect(Image, "/seg_age/labels")
+    pub = ros.publisher(Image, "/age/image")
+    wait_for(connected(node, "labels"), what="labels subscription")
+    wait_for(lambda: pub.get_subscription_count(), what="input connection")
+    sec, nanosec = now_stamp()
+    old = frame_msg(scene(), frame_id="old", stamp=(sec - 60, nanosec))
+    deadline = time.monotonic() + 10
+    while not node.stats.totals["stale"]:  # best-effort input: repeat until one arrives
+        assert time.monotonic() < deadline, "no stale frame counted"
+        pub.publish(old)
+        time.sleep(0.05)
+    unstamped = frame_msg(scene(), frame_id="unstamped", stamp=(0, 0))  # no stamp: no age, never stale
+    publish_until(pub, unstamped, labels)
+    publish_until(pub, frame_msg(scene(), frame_id="fresh"), labels)
+    assert not [m for m in labels if m.header.frame_id == "old"]
+    assert set_parameters(ros, "seg_age", max_age_ms=0.0)[0].successful  # off: every frame is segmented
+    publish_until(pub, old, labels)
 
 
 def test_max_fps_caps_the_rate(ros):

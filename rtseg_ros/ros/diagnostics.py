@@ -93,7 +93,8 @@ class FrameStats:
                 counter["replaced"] += replaced
 
     def count(self, what: str, n: int = 1) -> None:
-        """Other counters: ``skipped_no_subscribers``, ``lost`` (reported by DDS), ``unstamped``."""
+        """Other counters: ``skipped_no_subscribers``, ``stale`` (older than ``max_age_ms``), ``lost``
+        (reported by DDS), ``unstamped``."""
         with self._lock:
             self.totals[what] += n
             self._window[what] += n
@@ -141,7 +142,7 @@ class FrameStats:
                                f"{name}_max_ms": _fmt(series.max())})
         for stage, total in stages.items():
             values[f"stage_{stage}_ms"] = _fmt(total / max(window["published"], 1))
-        for key in ("received", "published", "replaced", "skipped_no_subscribers", "lost", "unstamped"):
+        for key in ("received", "published", "replaced", "skipped_no_subscribers", "stale", "lost", "unstamped"):
             values[f"frames_{key}"] = str(totals[key])
         values["frames_replaced_period"] = str(window["replaced"])
         values["errors"] = str(sum(errors.values()))
@@ -159,6 +160,9 @@ class FrameStats:
             elif ratio > limits.errors_warn_ratio:
                 level = max(level, WARN)
             problems.append(f"{n_errors} of {received} frames rejected ({causes})")
+        if window["stale"]:  # frames arrive older than the user accepts: upstream or the node lags
+            level = max(level, WARN)
+            problems.append(f"{window['stale']} of {received} frames skipped as older than max_age_ms")
         latency = samples["latency"]
         if latency.size:
             p95 = float(np.percentile(latency, 95))

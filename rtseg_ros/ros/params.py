@@ -50,6 +50,8 @@ PARAMETERS: tuple[Param, ...] = (
           "output stride, nearest upsampling (faster)", choices=("logits", "labels")),
     Param("cpu_threads", 0, "torch CPU threads; 0: torch's default. Set 1-2 when the node shares a small CPU",
           range=(0, 256)),
+    Param("enabled", True, "segment frames; false: unsubscribe from the camera (no transport or compute cost, "
+          "and a lazy camera driver may stop) until set true again", live=True),
     Param("publish_color", True, "publish ~/color (computed only while it has subscribers)", live=True),
     Param("publish_overlay", True, "publish ~/overlay (computed only while it has subscribers)", live=True),
     Param("publish_confidence", False, "publish ~/confidence, max softmax x 255 (computed only while it has "
@@ -59,6 +61,8 @@ PARAMETERS: tuple[Param, ...] = (
           "accepts every publisher", choices=("sensor_data", "reliable", "system_default")),
     Param("max_fps", 0.0, "cap on frames segmented per second; 0: as fast as frames arrive", live=True,
           range=(0.0, 1000.0)),
+    Param("max_age_ms", 0.0, "skip a frame older than this (node clock minus its header stamp) when its "
+          "inference would start, counted as frames_stale; 0: never", live=True, range=(0.0, 1e6)),
     Param("transport", "raw", "subscribe `image` (raw, sensor_msgs/Image) or `image/compressed` "
           "(compressed, sensor_msgs/CompressedImage, JPEG/PNG)", choices=("raw", "compressed")),
     Param("engine_cache_dir", "", "where ONNX exports and TensorRT engines are cached; empty: the runtime's default"),

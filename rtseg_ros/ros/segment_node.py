@@ -36,7 +36,7 @@ from std_msgs.msg import String
 from rtseg_ros.ros import params
 from rtseg_ros.data.encodings import BadFrame, FrameDecoder
 from rtseg_ros.ros.conversions import class_info_json, fill_image, scale_camera_info
-from rtseg_ros.ros.diagnostics import ERROR, WARN, FrameStats, Limits, ThrottledLog, to_array, to_status
+from rtseg_ros.ros.diagnostics import ERROR, OK, WARN, FrameStats, Limits, ThrottledLog, to_array, to_status
 from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.runtime.segmenter import STAGES, Segmenter, network_size
 
@@ -140,7 +140,8 @@ class SegmentNode(Node):
             self.input_topic, input_type = self.resolve_topic_name("image") + "/compressed", CompressedImage
         else:
             self.input_topic, input_type = self.resolve_topic_name("image"), Image
-        self.image_sub = self._subscribe_input(input_type, self.input_topic, input_qos)
+        self._input = (input_type, self.input_topic, input_qos)
+        self.image_sub = self._subscribe_input(*self._input) if c["enabled"] else None
         self.camera_info_topic = self._camera_info_topic()
         self.camera_info_sub = self.create_subscription(CameraInfo, self.camera_info_topic, self._on_camera_info,
                                                         input_qos)
@@ -203,6 +204,18 @@ class SegmentNode(Node):
             self._cond.notify()  # max_fps may have changed: re-plan the wait
         for name, value in updates.items():
             self.get_logger().info(f"{name} set to {value}")
+        if "enabled" in updates:
+            self._set_enabled(updates["enabled"])
+
+    def _set_enabled(self, enabled: bool) -> None:
+        """Subscribe to the camera or let go of it: a disabled node costs the camera and the network nothing."""
+        if enabled and self.image_sub is None:
+            self.image_sub = self._subscribe_input(*self._input)
+        elif not enabled and self.image_sub is not None:
+            self.destroy_subscription(self.image_sub)
+            self.image_sub = None
+            with self._cond:
+                self._pending = None
 
     # -- input (executor thread) ---------------------------------------------------------------------
     def _on_image(self, msg) -> None:
@@ -264,6 +277,11 @@ class SegmentNode(Node):
 
     def _process(self, msg, received_ns: int) -> None:
         t0 = time.perf_counter()
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        max_age_ms = self.live["max_age_ms"]
+        if max_age_ms and stamp_ns and (self.get_clock().now().nanoseconds - stamp_ns) / 1e6 > max_age_ms:
+            self.stats.count("stale")  # too old to act on by the time inference would start
+            return
         try:
             image, encoding = self.decoder.compressed(msg) if isinstance(msg, CompressedImage) \
                 else self.decoder.image(msg)
@@ -294,7 +312,6 @@ class SegmentNode(Node):
             self.camera_info_pub.publish(info)
         t3 = time.perf_counter()
 
-        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         latency_ms = None
         if stamp_ns:
             latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
@@ -326,6 +343,8 @@ class SegmentNode(Node):
         if "input" in self._qos_problems:  # an error while it keeps frames away, a warning once others arrive
             level = WARN if float(report.values["input_hz"]) > 0 else ERROR
             report.add(level, "incompatible QoS on the input: " + self._qos_problems["input"])
+        elif not live["enabled"]:
+            report.add(OK, f"disabled (enabled=false): not subscribed to {self.input_topic}")
         elif not self.stats.totals["received"]:
             report.add(WARN, f"no frames received yet on {self.input_topic}")
         for name, problem in self._qos_problems.items():
@@ -337,6 +356,7 @@ class SegmentNode(Node):
                  "output_resolution": self.config["output_resolution"], "upsample": self.config["upsample"],
                  "input_topic": self.input_topic, "transport": self.config["transport"],
                  "input_qos": self.config["input_qos"], "max_fps": f"{live['max_fps']:g}",
+                 "enabled": str(live["enabled"]).lower(), "max_age_ms": f"{live['max_age_ms']:g}",
                  "image": self._describe(self._frame_key) if self._frame_key else "none yet"}
         status = to_status(report, f"{self.get_name()}: segmentation", str(seg.device), facts)
         self.diagnostics_pub.publish(to_array(status, self.get_clock().now().to_msg()))
