@@ -11,6 +11,9 @@ overlaps the input's). Then
     bare transport = relay latency p50 - Segmenter p50
     overhead       = node latency p50 - relay latency p50 = node - bare transport - Segmenter
 
+``find_peak`` runs the same two targets at rising rates (ros2_benchmark's peak throughput: the highest
+rate at which fewer than 5 % of frames are lost).
+
 The relay is also the subcommand ``python -m rtseg_ros.ros.bench relay HxW OUTPUTS DELAY_MS``.
 """
 from __future__ import annotations
