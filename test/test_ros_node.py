@@ -204,6 +204,15 @@ def publish_until(pub, msg, received, timeout=15.0):
     return output()
 
 
+def publish_until_counted(pub, msg, counted, what, timeout=10.0):
+    """Publish ``msg`` (best-effort input may drop it) until ``counted()`` is true: for frames with no output."""
+    deadline = time.monotonic() + timeout
+    while not counted():
+        assert time.monotonic() < deadline, f"{what} not counted within {timeout} s"
+        pub.publish(msg)
+        time.sleep(0.05)
+
+
 def status_of(diagnostics, name):
     for array in reversed(diagnostics):
         for status in array.status:
@@ -307,10 +316,6 @@ def test_every_input_encoding_is_segmented(ros, seg_a, encoding):
         np.testing.assert_array_equal(array_of(msg), array_of(reference))
 
 
-def wait_error(node, cause, count):
-    wait_for(lambda: node.stats.errors[cause] >= count, timeout=10, what=f"{cause} error #{count}")
-
-
 def test_bad_input_is_skipped_counted_and_the_node_keeps_going(ros, seg_a):
     node, out, pub, _ = seg_a
     bad = {
@@ -323,11 +328,7 @@ def test_bad_input_is_skipped_counted_and_the_node_keeps_going(ros, seg_a):
         msg.header.frame_id = "bad_frame"
     for cause, msg in bad.items():
         start = node.stats.errors[cause]
-        deadline = time.monotonic() + 10
-        while node.stats.errors[cause] == start:  # best-effort input: repeat until one arrives
-            assert time.monotonic() < deadline, cause
-            pub.publish(msg)
-            time.sleep(0.05)
+        publish_until_counted(pub, msg, lambda: node.stats.errors[cause] > start, cause)
         assert node.stats.errors[cause] >= 1
     publish_until(pub, frame_msg(scene()), out["labels"])  # the next good frame goes through
     assert not [m for m in out["labels"] if m.header.frame_id == "bad_frame"]  # and nothing came out of bad ones
@@ -424,11 +425,7 @@ def test_frames_older_than_max_age_are_skipped_and_counted(ros):
     wait_for(lambda: pub.get_subscription_count(), what="input connection")
     sec, nanosec = now_stamp()
     old = frame_msg(scene(), frame_id="old", stamp=(sec - 60, nanosec))
-    deadline = time.monotonic() + 10
-    while not node.stats.totals["stale"]:  # best-effort input: repeat until one arrives
-        assert time.monotonic() < deadline, "no stale frame counted"
-        pub.publish(old)
-        time.sleep(0.05)
+    publish_until_counted(pub, old, lambda: node.stats.totals["stale"], "a stale frame")
     unstamped = frame_msg(scene(), frame_id="unstamped", stamp=(0, 0))  # no stamp: no age, never stale
     publish_until(pub, unstamped, labels)
     publish_until(pub, frame_msg(scene(), frame_id="fresh"), labels)

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -179,15 +180,22 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": float(p50), "p95": float(p95), "max": float(max(values))}
 
 
-def _run_target(name: str, command: list[str], harness: Harness, domain_id: int, *args) -> Run:
+@contextmanager
+def _running(name: str, command: list[str], domain_id: int):
+    """The target process for the ``with`` block; stopped after it, and an error if it did not exit cleanly."""
     process = _start(command, domain_id)
     try:
-        return harness.run(process, *args)
+        yield process
     finally:
         _stop(process)
         if process.returncode not in (0, -signal.SIGINT):
             raise RuntimeError(f"{name} exited with {process.returncode}: {_output(process)}")
         process.log.close()
+
+
+def _run_target(name: str, command: list[str], harness: Harness, domain_id: int, *args) -> Run:
+    with _running(name, command, domain_id) as process:
+        return harness.run(process, *args)
 
 
 def _median_of(diagnostics: list[dict[str, str]], key: str) -> float:
@@ -270,10 +278,9 @@ def _peak_of(name: str, command: list[str], harness: Harness, domain_id: int, si
              max_drop: float, bisections: int) -> dict:
     """Peak search over one started target; every probe reuses the process."""
     height, width = size
-    process = _start(command, domain_id)
     probes, diagnostics = [], []
 
-    def passes(rate_hz: float) -> bool:
+    def passes(process: subprocess.Popen, rate_hz: float) -> bool:
         frames = max(20, round(rate_hz * probe_s))
         run = harness.run(process, height, width, rate_hz, frames, warmup, outputs)
         diagnostics.extend(run.diagnostics)
@@ -286,13 +293,8 @@ def _peak_of(name: str, command: list[str], harness: Harness, domain_id: int, si
                        "result": result})
         return result == "pass"
 
-    try:
-        good, bad = search_peak(passes, low_hz, high_hz, bisections)
-    finally:
-        _stop(process)
-    if process.returncode not in (0, -signal.SIGINT):
-        raise RuntimeError(f"{name} exited with {process.returncode}: {_output(process)}")
-    process.log.close()
+    with _running(name, command, domain_id) as process:
+        good, bad = search_peak(lambda rate_hz: passes(process, rate_hz), low_hz, high_hz, bisections)
     # what stopped the search: frames lost, the publisher, or the end of the searched range
     limited_by = next((p["result"] for p in probes if p["rate_hz"] == bad), "range")
     return {"peak_hz": good, "limited_by": limited_by, "probes": probes,
