@@ -22,13 +22,12 @@ setup(
     name=PACKAGE,
     version=VERSION,
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["data/*.json"]},
+    package_data={PACKAGE: ["data/*.json", "train/recipes/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", sorted(glob("launch/*.launch.py"))),
         (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml") + glob("config/*.rviz"))),
-        (f"share/{PACKAGE}/config/train", sorted(glob("config/train/*.yaml"))),
     ],
     python_requires=">=3.10",
     install_requires=[
@@ -41,6 +40,8 @@ setup(
         "pyyaml",
         "tqdm",
         "matplotlib",
+        "pillow",
+        "tensorboard",  # rtseg-train's tb/ logs (log.tensorboard, on by default)
     ],
     extras_require={
         "ros": ROS_WHEELS,

@@ -1,61 +1,57 @@
 """Live segmentation: segment_node on a camera topic, and optionally RViz showing the input and the overlay.
 
-    ros2 launch rtseg_ros segment.launch.py model:=farsee image:=/camera/image_raw weights:=/path/to/best.pt
+    ros2 launch rtseg_ros segment.launch.py image:=/camera/image_raw
+    ros2 launch rtseg_ros segment.launch.py model:=ddrnet23_slim weights:=/path/to/best.pt device:=cuda
 
-Parameters come from config/segment.yaml, then `params_file`, then this file's arguments (last wins).
+Every segment_node parameter is a launch argument (`--show-args` lists them). Parameters come from
+config/segment.yaml, then `params_file`, then the arguments given on the command line (last wins); an
+argument left empty does not override the files. The logic lives in rtseg_ros.ros.launch_args (unit-tested).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-CONFIG = PathJoinSubstitution([FindPackageShare("rtseg_ros"), "config"])
+from rtseg_ros.ros.launch_args import (SEGMENT_LAUNCH_ONLY, log_level, node_arguments, node_parameters, parse_bool,
+                                       require_rviz)
 
-ARGUMENTS = [
-    ("model", "farsee", "network from the model registry; model:='' takes it from an rtseg-train checkpoint"),
-    ("image", "/camera/image_raw", "input image topic (its sibling camera_info is used when published)"),
-    ("weights", "", "checkpoint file; empty: random initialisation (plumbing checks only)"),
-    ("device", "auto", "auto, cpu, cuda or cuda:N"),
-    ("backend", "torch", "torch, onnxruntime or tensorrt"),
-    ("precision", "fp32", "fp32, fp16 or bf16"),
-    ("params_file", PathJoinSubstitution([CONFIG, "segment.yaml"]), "parameter file applied over config/segment.yaml"),
-    ("namespace", "", "namespace of the node (and of RViz)"),
-    ("use_sim_time", "false", "use /clock, e.g. when replaying a bag"),
-    ("rviz", "false", "start RViz with config/rtseg.rviz (input image and overlay)"),
-]
-NODE_ARGUMENTS = ("model", "weights", "device", "backend", "precision")
+ARGUMENTS = [*SEGMENT_LAUNCH_ONLY, *node_arguments()]
 
 
-def generate_launch_description():
-    use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+def launch_setup(context):
+    given = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    config = FindPackageShare("rtseg_ros").perform(context) + "/config"
+    use_sim_time = parse_bool("use_sim_time", given["use_sim_time"])
+    start_rviz = parse_bool("rviz", given["rviz"])
+    if start_rviz:
+        require_rviz()  # before anything starts: nothing is left running when RViz is missing
     segment_node = Node(
         package="rtseg_ros",
         executable="segment_node",
         name="segment_node",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[
-            PathJoinSubstitution([CONFIG, "segment.yaml"]),
-            LaunchConfiguration("params_file"),
-            {name: ParameterValue(LaunchConfiguration(name), value_type=str) for name in NODE_ARGUMENTS},
-            {"use_sim_time": use_sim_time},
-        ],
-        remappings=[("image", LaunchConfiguration("image"))],
+        namespace=given["namespace"],
+        parameters=[*node_parameters(f"{config}/segment.yaml", given), {"use_sim_time": use_sim_time}],
+        remappings=[("image", given["image"])],
+        ros_arguments=["--log-level", log_level(given["log_level"])],
         output="screen",
         emulate_tty=True,
     )
+    if not start_rviz:
+        return [segment_node]
     rviz = Node(
         package="rviz2",
         executable="rviz2",
         name="rtseg_rviz",
-        namespace=LaunchConfiguration("namespace"),
-        arguments=["-d", PathJoinSubstitution([CONFIG, "rtseg.rviz"])],
+        namespace=given["namespace"],
+        arguments=["-d", f"{config}/rtseg.rviz"],
         parameters=[{"use_sim_time": use_sim_time}],
-        remappings=[("image", LaunchConfiguration("image"))],
-        condition=IfCondition(LaunchConfiguration("rviz")),
+        remappings=[("image", given["image"])],
     )
+    return [segment_node, rviz]
+
+
+def generate_launch_description():
     arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
                  for name, default, description in ARGUMENTS]
-    return LaunchDescription([*arguments, segment_node, rviz])
+    return LaunchDescription([*arguments, OpaqueFunction(function=launch_setup)])

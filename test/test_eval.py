@@ -3,11 +3,13 @@ written and read with ``rosbags``), the official Cityscapes evaluator on rtseg-e
 the report files."""
 import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval
 from rosbags.rosbag2 import Writer
 
@@ -52,7 +54,11 @@ def _frames(n=4, seed=0):
 def test_bag_round_trip(tmp_path, storage):
     frames = _frames()
     assert write_bag(tmp_path / "bag", frames, rate_hz=10.0, storage=storage, encoding="bgr8") == 4
-    assert not (tmp_path / "bag.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"]  # no staging folder left behind
+    # the data file is named after the finished bag, as metadata.yaml says (not after a temporary name)
+    metadata = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert [Path(f).stem for f in metadata["relative_file_paths"]] == ["bag"]
+    assert {p.name for p in (tmp_path / "bag").iterdir()} == {"metadata.yaml", *metadata["relative_file_paths"]}
     contents = load_frames(tmp_path / "bag", {IMAGE_TOPIC: True, CAMERA_INFO_TOPIC: False, LABELS_TOPIC: True})
     assert contents.topics == {IMAGE_TOPIC: "sensor_msgs/msg/Image", CAMERA_INFO_TOPIC: "sensor_msgs/msg/CameraInfo",
                                LABELS_TOPIC: "sensor_msgs/msg/Image"}

@@ -1,8 +1,10 @@
 """The package is installable both ways: package.xml valid, versions agree, scripts and data files wired."""
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
+import sys
 from glob import glob
 from pathlib import Path
 
@@ -39,6 +41,23 @@ def test_package_xml_parses_and_versions_agree():
     assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs"} <= exec_deps
 
 
+# install_requires → its rosdep key in package.xml (None: no key exists; the README says to pip-install it)
+ROSDEP_KEYS = {"torch": None, "torchvision": "python3-torchvision-pip", "numpy": "python3-numpy",
+               "opencv-python-headless": "python3-opencv", "rosbags": "python3-rosbags-pip", "cityscapesscripts": None,
+               "pyyaml": "python3-yaml", "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib",
+               "pillow": None, "tensorboard": "python3-tensorboard-pip"}
+
+
+def test_every_runtime_dependency_is_declared_for_rosdep_too():
+    requirements = {re.split(r"[<>=!~ ]", r)[0].lower() for r in setup_kwargs()["install_requires"]}
+    assert requirements == set(ROSDEP_KEYS), "map each requirement to its rosdep key (or None) here"
+    exec_deps = {d.name for d in parse_package(str(ROOT / "package.xml")).exec_depends}
+    assert {key for key in ROSDEP_KEYS.values() if key} <= exec_deps
+    readme = (ROOT / "README.md").read_text()
+    pip_line = next(line for line in readme.splitlines() if "# no rosdep key" in line)
+    assert {name for name, key in ROSDEP_KEYS.items() if key is None} - {"torch", "pillow"} <= set(pip_line.split())
+
+
 def test_console_scripts_install_into_lib_for_ros2_run():
     cfg = (ROOT / "setup.cfg").read_text()
     assert re.search(r"\[install\]\s*\ninstall_scripts\s*=\s*\$base/lib/rtseg_ros", cfg)
@@ -61,7 +80,7 @@ def test_every_console_script_resolves_and_has_help(capsys):
 def test_launch_and_config_files_are_installed():
     installed = {src for _, files in setup_kwargs()["data_files"] for src in files}
     on_disk = set(glob("launch/*.launch.py", root_dir=ROOT) + glob("config/*.yaml", root_dir=ROOT)
-                  + glob("config/*.rviz", root_dir=ROOT) + glob("config/train/*.yaml", root_dir=ROOT))
+                  + glob("config/*.rviz", root_dir=ROOT))
     assert on_disk <= installed
     assert {"package.xml", "resource/rtseg_ros"} <= installed
 
@@ -78,6 +97,14 @@ def test_colcon_build(tmp_path):
     assert (prefix / "share" / "rtseg_ros" / "package.xml").is_file()
     for line in setup_kwargs()["entry_points"]["console_scripts"]:
         assert (prefix / "lib" / "rtseg_ros" / line.split("=")[0].strip()).is_file()
+    # the installed copy, run from elsewhere, finds its training recipes (package data, not the source tree)
+    site = next(prefix.glob("lib/python3*/site-packages"))
+    code = ("import rtseg_ros.train.config as c; print(c.__file__); "
+            "print(c.find_recipe('sgcpnet', 'camvid')); print(len(c.available_recipes()))")
+    lines = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)},
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert all(Path(line).is_relative_to(site) for line in lines[:2]), lines
+    assert int(lines[2]) == len(list((ROOT / "rtseg_ros" / "train" / "recipes").glob("*.yaml")))
 
 
 def test_readme_parameter_tables_are_current():

@@ -86,8 +86,12 @@ def write_bag(path: str | Path, frames: Iterable[Frame], rate_hz: float = CITYSC
     plugins = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
     if storage not in plugins:
         raise ValueError(f"storage must be one of {', '.join(plugins)}, got {storage!r}")
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    # rosbag2 names the data file after the folder, so the bag is written under its final name inside a
+    # temporary folder beside ``path``, then moved into place.
+    staging = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    partial = staging / path.name
+    staging.mkdir(parents=True)
     types = TYPESTORE.types
     count = 0
     try:
@@ -108,9 +112,8 @@ def write_bag(path: str | Path, frames: Iterable[Frame], rate_hz: float = CITYSC
                         connections[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
                     writer.write(connections[topic], stamp, TYPESTORE.serialize_cdr(msg, msgtype))
         partial.rename(path)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return count
 
 

@@ -27,13 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rtseg-train", description="Train a registry model on Cityscapes, CamVid or "
                                 "a Cityscapes-layout folder; the checkpoint is all the node and rtseg-eval need.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Recipes: config/train/<model>_<dataset>.yaml (specs §3). Every config key "
+                                epilog="Recipes: rtseg_ros/train/recipes/<model>_<dataset>.yaml (specs §3). Every config key "
                                        "can be overridden with --set section.key=value.")
     p.add_argument("--model", help="registry name (rtseg-models lists them)")
     p.add_argument("--dataset", choices=("cityscapes", "camvid"),
                    help="class set and folder layout; cityscapes also reads any Cityscapes-layout folder")
     p.add_argument("--data-root", help="dataset folder")
-    p.add_argument("--config", help="recipe YAML (default: config/train/<model>_<dataset>.yaml)")
+    p.add_argument("--config", help="recipe YAML file, or a shipped recipe's name such as sgcpnet_camvid_cpu "
+                                    "(default: the recipe <model>_<dataset>)")
     p.add_argument("--out", help="run folder (default: runs/<model>_<dataset>, or the resumed checkpoint's folder)")
     p.add_argument("--resume", help="checkpoint to continue from (last.pt); without --model/--config its saved "
                                     "config is used")

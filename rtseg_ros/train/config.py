@@ -1,13 +1,12 @@
 """Training configuration: built-in defaults ← recipe YAML ← command-line overrides.
 
-Recipes live in ``config/train/<model>_<dataset>.yaml`` and follow each paper's recipe (``specs`` §3);
+Recipes live in ``rtseg_ros/train/recipes/<model>_<dataset>.yaml`` (package data, so every install has them) and follow each paper's recipe (``specs`` §3);
 they only list what differs from :data:`DEFAULTS`. Any key can be overridden with ``key.path=value``
 (the value is parsed as YAML, so ``optimizer.lr=0.005`` is a float and ``train.crop=[256,512]`` a list).
 """
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 
 import yaml
@@ -99,28 +98,24 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
 
 
-def recipe_dirs() -> list[Path]:
-    """Where recipes are looked up: the source tree, then the installed ``share/rtseg_ros/config/train``."""
-    return [Path(__file__).resolve().parents[2] / "config" / "train",
-            Path(sys.prefix) / "share" / "rtseg_ros" / "config" / "train"]
+RECIPES = Path(__file__).resolve().parent / "recipes"
 
 
 def available_recipes() -> list[str]:
-    return sorted({p.stem for d in recipe_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
 
 
-def find_recipe(model: str, dataset: str) -> Path | None:
-    for folder in recipe_dirs():
-        path = folder / f"{model}_{dataset}.yaml"
-        if path.is_file():
-            return path
-    return None
+def find_recipe(name: str, dataset: str | None = None) -> Path | None:
+    """The recipe ``<name>_<dataset>.yaml``, or ``<name>.yaml`` without a dataset; None when there is none."""
+    path = RECIPES / (f"{name}_{dataset}.yaml" if dataset else f"{name}.yaml")
+    return path if path.is_file() else None
 
 
 def load_yaml(path: str | Path) -> dict:
-    path = Path(path)
+    """A config file, or a shipped recipe by name (``sgcpnet_camvid_cpu``)."""
+    path = Path(path) if Path(path).is_file() else find_recipe(str(path)) or Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path} (nor a recipe of that name: {', '.join(available_recipes())})")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of sections, got {type(data).__name__}")

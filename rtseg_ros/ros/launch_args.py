@@ -1,0 +1,119 @@
+"""What the launch files do with their arguments, as plain functions the tests call without ``launch_ros``.
+
+Every ``segment_node`` parameter is also a launch argument. Its launch default is empty, meaning "not given":
+then the value comes from ``config/segment.yaml`` or the user's ``params_file`` (or the node's own default).
+A value given on the command line (``model:=sgcpnet``) is converted to the parameter's type and applied last.
+"""
+from __future__ import annotations
+
+from rtseg_ros.ros.params import PARAMETERS, Param, Value, check_value
+
+NOT_GIVEN = ("", "''", '""')  # `model:=''` typed in a shell reaches launch as the two quote characters
+
+# Arguments of segment.launch.py that are not node parameters: (name, default, description).
+SEGMENT_LAUNCH_ONLY = (
+    ("image", "/camera/image_raw", "input image topic (its sibling camera_info is used when published)"),
+    ("params_file", "", "parameter file applied over config/segment.yaml (its values win over the defaults, "
+                        "command-line arguments win over it)"),
+    ("namespace", "", "namespace of the node (and of RViz)"),
+    ("use_sim_time", "false", "use /clock, e.g. when replaying a bag"),
+    ("log_level", "info", "segment_node's log level (debug, info, warn, error, fatal)"),
+    ("rviz", "false", "start RViz with config/rtseg.rviz (input image and overlay); needs rviz2 installed"),
+)
+# Arguments of replay.launch.py that are not segment_node parameters.
+REPLAY_LAUNCH_ONLY = (
+    ("bag", "", "rosbag2 folder made by rtseg-make-bag (or with the same topics)"),
+    ("rate", "0.0", "frames per second; 0: the bag's recorded timing"),
+    ("samples", "6", "sample rows in the report's samples.png; 0: none"),
+    ("out_dir", "eval_out", "folder for report.json, report.md and plots"),
+    ("namespace", "", "namespace of segment_node; the evaluator listens to its outputs there"),
+    ("params_file", "", "segment_node parameter file applied over config/segment.yaml"),
+    ("log_level", "info", "segment_node's log level (debug, info, warn, error, fatal)"),
+)
+# What a replay changes in segment_node's defaults (the files and the command line still win): a reliable
+# subscription measures the network, not transport losses.
+REPLAY_NODE_DEFAULTS = {"input_qos": "reliable"}
+EVALUATOR_INPUTS = ("/segment_node/labels", "/segment_node/class_info")
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+
+def node_arguments(table: tuple[Param, ...] = PARAMETERS) -> list[tuple[str, str, str]]:
+    """(name, "", description) for each node parameter: a launch argument whose empty default keeps the
+    parameter files' value."""
+    return [(p.name, "", f"{p.description} (empty: config/segment.yaml or params_file; node default "
+                         f"{format_default(p.default)})") for p in table]
+
+
+def format_default(value: Value) -> str:
+    return str(value).lower() if isinstance(value, bool) else repr(value) if value == "" else str(value)
+
+
+def parse_argument(param: Param, text: str) -> Value:
+    """A launch argument's text as ``param``'s type; ValueError with one line when it does not fit."""
+    try:
+        if param.kind is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError
+            value: Value = text.lower() == "true"
+        elif param.kind in (int, float):
+            value = param.kind(text)
+        else:
+            value = text
+    except ValueError:
+        raise ValueError(f"launch argument {param.name}:={text!r} is not a {param.kind.__name__}") from None
+    reason = check_value(param.name, value)
+    if reason:
+        raise ValueError(f"launch argument {param.name}:={text!r}: {reason}")
+    return value
+
+
+def node_overrides(given: dict[str, str], table: tuple[Param, ...] = PARAMETERS) -> dict[str, Value]:
+    """The node parameters the user gave on the command line (empty ones left out), typed."""
+    by_name = {p.name: p for p in table}
+    return {name: parse_argument(by_name[name], text.strip()) for name, text in given.items()
+            if name in by_name and text.strip() not in NOT_GIVEN}
+
+
+def node_parameters(package_config: str, given: dict[str, str],
+                    launch_defaults: dict[str, Value] | None = None) -> list[str | dict[str, Value]]:
+    """segment_node's ``parameters=`` list, in the order the entries apply (last wins): the package's
+    segment.yaml, what this launch file changes in its defaults, the user's params_file, then the node
+    parameters given on the command line."""
+    entries: list[str | dict[str, Value]] = [package_config]
+    if launch_defaults:
+        entries.append(launch_defaults)
+    params_file = given.get("params_file", "").strip()
+    if params_file not in NOT_GIVEN and params_file != package_config:
+        entries.append(params_file)
+    entries.append(node_overrides(given))
+    return entries
+
+
+def log_level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise ValueError(f"launch argument log_level:={text!r} must be one of {', '.join(LOG_LEVELS)}")
+    return text.lower()
+
+
+def parse_bool(name: str, text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(f"launch argument {name}:={text!r} must be true or false")
+    return text.lower() == "true"
+
+
+def require_rviz() -> None:
+    """Fail before anything starts when ``rviz:=true`` but RViz is not installed (else ``ros2 launch`` would
+    exit on the missing package and leave segment_node running)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        raise RuntimeError("rviz:=true but RViz is not installed (rviz2 is not in the ament index): install "
+                           "ros-$ROS_DISTRO-rviz2, or launch without rviz:=true") from None
+
+
+def evaluator_remappings(namespace: str) -> list[tuple[str, str]]:
+    """The evaluator listens to ``/segment_node/...``; with segment_node in ``namespace``, to its outputs there."""
+    namespace = namespace.strip().strip("/")
+    return [(topic, f"/{namespace}{topic}") for topic in EVALUATOR_INPUTS] if namespace else []
