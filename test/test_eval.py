@@ -3,6 +3,10 @@ written and read with ``rosbags``), the official Cityscapes evaluator on rtseg-e
 the report files."""
 import json
 import math
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -252,6 +256,79 @@ def test_eval_errors_are_one_line(tmp_path, synth, capsys):
     err = capsys.readouterr().err
     assert "bag" in err and "does not exist" in err and "not found" in err and "cannot read" in err
     assert "Traceback" not in err
+
+
+def test_eval_refuses_to_overwrite_a_report_and_names_a_missing_gpu(tmp_path, synth, capsys):
+    common = ["--data-root", str(synth), "--model", "sgcpnet", "--limit", "1", "--samples", "0", "--out",
+              str(tmp_path / "out")]
+    assert eval_cli.main([*common, "--device", "cpu"]) == 0
+    first = (tmp_path / "out" / "report.json").read_bytes()
+    assert eval_cli.main([*common, "--device", "cpu"]) == 1
+    assert "already holds a report" in capsys.readouterr().err
+    assert (tmp_path / "out" / "report.json").read_bytes() == first
+    assert eval_cli.main([*common, "--device", "cpu", "--overwrite"]) == 0
+    if not torch.cuda.is_available():
+        assert eval_cli.main([*common, "--device", "cuda:1", "--overwrite"]) == 1
+        err = capsys.readouterr().err
+        assert "--device cuda:1: no CUDA device is available here (use --device cpu)" in err
+        assert "Traceback" not in err and "device:=" not in err
+
+
+def _corrupt_mid_file(bag: Path) -> None:
+    """Overwrite one sqlite page of ``bag`` so that reading fails part-way through (not at open)."""
+    db = next(bag.glob("*.db3"))
+    original = db.read_bytes()
+    for page in range(1, len(original) // 4096):
+        damaged = bytearray(original)
+        damaged[page * 4096:(page + 1) * 4096] = b"\xff" * 4096
+        db.write_bytes(bytes(damaged))
+        try:
+            load_frames(bag, {IMAGE_TOPIC: True})  # a page holding only pixel bytes goes unnoticed: try the next
+        except BagError as error:
+            if re.search(r"reading failed after [1-9]\d* messages", str(error)):
+                return
+    pytest.fail("no page of the bag breaks reading part-way")
+
+
+def test_a_bag_corrupted_mid_file_keeps_what_was_scored(tmp_path, capsys):
+    rng = np.random.default_rng(0)  # frames large enough to span several sqlite pages each
+    write_bag(tmp_path / "bag", [Frame(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8),
+                                       rng.integers(0, 19, (64, 96), dtype=np.uint8), None) for _ in range(40)],
+              rate_hz=10.0)
+    _corrupt_mid_file(tmp_path / "bag")
+    out = tmp_path / "out"
+    assert eval_cli.main(["--bag", str(tmp_path / "bag"), "--model", "sgcpnet", "--device", "cpu", "--samples", "0",
+                          "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "partial report" in err and "corrupt or truncated" in err and "Traceback" not in err
+    report = json.loads((out / "report.json").read_text())
+    assert 0 < report["frames"]["evaluated"] < report["frames"]["total"] == 40
+    assert report["partial"].startswith(f"stopped after {report['frames']['evaluated']} of 40 frames")
+    assert "**Partial report**" in (out / "report.md").read_text()
+    # the player, which reads the whole bag before the first frame, says the same in one line
+    player = subprocess.run([sys.executable, "-m", "rtseg_ros.ros.player_node", "--ros-args", "-p",
+                             f"bag:={tmp_path / 'bag'}"], capture_output=True, text=True, timeout=60)
+    output = player.stdout + player.stderr
+    assert player.returncode == 1 and "corrupt or truncated" in output and "Traceback" not in output
+
+
+def test_eval_writes_a_partial_report_on_sigterm(tmp_path):
+    write_bag(tmp_path / "bag", _frames(400), rate_hz=10.0)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "rtseg_ros.eval.cli", "--bag", str(tmp_path / "bag"), "--model",
+                                "sgcpnet", "--device", "cpu", "--input-size", "256x512", "--samples", "0",
+                                "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    progress = ""
+    while not re.search(r"\b([3-9]|\d\d+)/400\b", progress):  # a few frames scored
+        chunk = process.stderr.read(64)
+        assert chunk, f"rtseg-eval ended before it was interrupted: {progress[-300:]}"
+        progress += chunk
+    process.send_signal(signal.SIGTERM)
+    err = progress + process.stderr.read()
+    assert process.wait(timeout=60) == 130
+    assert "partial report" in err and "Traceback" not in err
+    report = json.loads((out / "report.json").read_text())
+    assert 3 <= report["frames"]["evaluated"] < 400 and report["partial"].endswith("interrupted")
 
 
 # -- reports -------------------------------------------------------------------------------------------

@@ -161,6 +161,23 @@ def open_reader(path: str | Path) -> Reader:
     return reader
 
 
+def _messages(reader: Reader, connections: list, path: Path) -> Iterator:
+    """``reader.messages``, with what a damaged file raises (e.g. sqlite's CorruptError, a truncated mcap)
+    turned into one BagError that says how far reading got."""
+    iterator = reader.messages(connections=connections)
+    read = 0
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except Exception as error:  # the storage plugins raise their own types
+            raise BagError(f"{path} is corrupt or truncated: reading failed after {read} messages "
+                           f"({type(error).__name__}: {error})") from None
+        read += 1
+        yield item
+
+
 def _connections(reader: Reader, path: Path, topics: dict[str, bool]) -> list:
     """Connections of ``topics`` (topic → required); a missing required topic names the ones that exist."""
     available = {c.topic: c.msgtype for c in reader.connections}
@@ -178,7 +195,7 @@ def load_frames(path: str | Path, topics: dict[str, bool], limit: int = 0) -> Ba
     try:
         connections = _connections(reader, path, topics)
         frames: dict[int, BagFrameMessages] = {}
-        for connection, log_time, raw in reader.messages(connections=connections):
+        for connection, log_time, raw in _messages(reader, connections, path):
             raw = bytes(raw)
             try:
                 stamp = cdr_stamp(raw)
@@ -227,8 +244,12 @@ def labelled_frames(path: str | Path, image_topic: str = IMAGE_TOPIC, labels_top
         pending: dict[str, dict[int, tuple[np.ndarray, str]]] = {image_topic: {}, labels_topic: {}}
         yielded = 0
         try:
-            for connection, _, raw in reader.messages(connections=connections):
-                msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+            for connection, _, raw in _messages(reader, connections, path):
+                try:
+                    msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+                except Exception as error:  # rosbags raises assorted types for malformed CDR
+                    raise BagError(f"{connection.topic} in {path}: a message after frame {yielded} does not "
+                                   f"deserialize as {connection.msgtype} ({type(error).__name__}: {error})") from None
                 stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
                 decoder = decoders[connection.topic]
                 try:

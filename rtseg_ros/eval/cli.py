@@ -8,6 +8,7 @@ example a ``ros2 bag record`` of ``segment_node``'s ``~/labels``), with no netwo
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -55,7 +56,12 @@ def parse_args(argv):
     p.add_argument("--save-predictions", type=Path, help="also write each prediction as a PNG here (Cityscapes: "
                    "label ids named like the input image, the format the official evaluator reads)")
     p.add_argument("--out", type=Path, default=Path("eval_out"), help="report folder (default eval_out)")
+    p.add_argument("--overwrite", action="store_true", help="replace the report in an existing --out folder")
     return p.parse_args(argv)
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (a supervisor, ``timeout``) ends the run like Ctrl-C: the report is kept
 
 
 def _folder_frames(args) -> tuple[int, Iterator[tuple[str, np.ndarray, str, np.ndarray]]]:
@@ -97,6 +103,8 @@ def evaluate(args) -> dict:
         meta = {"source": str(args.bag), "predictions": args.pred_topic}
     else:
         device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA device is available here (use --device cpu)")
         segmenter = Segmenter(args.model, weights=args.weights, device=device, backend=args.backend,
                               precision=args.precision, dataset=args.dataset,
                               input_size=args.input_size)
@@ -114,26 +122,40 @@ def evaluate(args) -> dict:
 
     matrix, samples, latency_ms = ConfusionMatrix(info.num_classes), Samples(args.samples), []
     save = _prediction_writer(args, info)
-    evaluated = 0
-    for index, (name, image, encoding, truth) in enumerate(tqdm(frames, total=total, desc="rtseg-eval", unit="frame")):
-        if segmenter is None:  # predictions from the bag
-            if image.shape[2] != 1:
-                raise SystemExit(f"rtseg-eval: {args.pred_topic} holds {encoding} images; predictions must be mono8")
-            prediction = image[..., 0]
-        else:
-            start = time.perf_counter()
-            prediction = segmenter(image, encoding).labels
-            latency_ms.append(1e3 * (time.perf_counter() - start))
-        if prediction.shape != truth.shape:
-            raise SystemExit(f"rtseg-eval: frame {name}: prediction is {prediction.shape[1]}x{prediction.shape[0]} "
-                             f"but its ground truth is {truth.shape[1]}x{truth.shape[0]}")
-        matrix.update(torch.from_numpy(prediction), torch.from_numpy(truth))
-        save(name, prediction)
-        if samples.wants(index) and segmenter is not None:
-            samples.add(index, to_rgb(image, encoding), prediction.copy(), truth)
-        evaluated += 1
+    evaluated, stopped = 0, ""  # stopped: why the run ended before the last frame
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        for index, (name, image, encoding, truth) in enumerate(tqdm(frames, total=total, desc="rtseg-eval",
+                                                                    unit="frame")):
+            if segmenter is None:  # predictions from the bag
+                if image.shape[2] != 1:
+                    raise SystemExit(f"rtseg-eval: {args.pred_topic} holds {encoding} images; predictions must be mono8")
+                prediction = image[..., 0]
+            else:
+                start = time.perf_counter()
+                prediction = segmenter(image, encoding).labels
+                latency_ms.append(1e3 * (time.perf_counter() - start))
+            if prediction.shape != truth.shape:
+                raise SystemExit(f"rtseg-eval: frame {name}: prediction is {prediction.shape[1]}x{prediction.shape[0]} "
+                                 f"but its ground truth is {truth.shape[1]}x{truth.shape[0]}")
+            matrix.update(torch.from_numpy(prediction), torch.from_numpy(truth))
+            save(name, prediction)
+            if samples.wants(index) and segmenter is not None:
+                samples.add(index, to_rgb(image, encoding), prediction.copy(), truth)
+            evaluated += 1
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    except BagError as error:
+        if evaluated == 0:
+            raise
+        stopped = str(error)
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     if evaluated == 0:
-        raise SystemExit(f"rtseg-eval: no frame with ground truth found in {args.bag or args.data_root}")
+        raise SystemExit(f"rtseg-eval: {'interrupted before any' if stopped else 'no'} frame with ground truth "
+                         f"{'was scored' if stopped else 'found in ' + str(args.bag or args.data_root)}")
+    if stopped:
+        meta["partial"] = f"stopped after {evaluated} of {total} frames: {stopped}"
     report = build_report(matrix, info, {"total": total, "evaluated": evaluated}, latency_ms, meta,
                           "time per Segmenter call, host wall clock")
     write_report(args.out, report, info, latency_ms, samples.picked())
@@ -142,11 +164,22 @@ def evaluate(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if (args.out / "report.json").exists() and not args.overwrite:
+        print(f"rtseg-eval: error: {args.out} already holds a report; pick another --out or add --overwrite",
+              file=sys.stderr)
+        return 1
     try:
         report = evaluate(args)
     except (BagError, DatasetLayoutError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"rtseg-eval: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # during start-up, before any frame
+        print("rtseg-eval: interrupted before any frame was scored; no report written", file=sys.stderr)
+        return 130
+    if report.get("partial"):
+        print(f"rtseg-eval: partial report ({report['partial']}): mIoU {100 * report['miou']:.1f} % over "
+              f"{report['frames']['evaluated']} frames; wrote {args.out / 'report.json'}", file=sys.stderr)
+        return 130 if report["partial"].endswith("interrupted") else 1
     latency = report["latency_ms"]
     timing = f"; Segmenter p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms" if latency else ""
     print(f"mIoU {100 * report['miou']:.1f} % over {report['frames']['evaluated']} frames{timing}")

@@ -77,6 +77,8 @@ def _percent(value: float) -> str:
 def markdown(report: dict) -> str:
     frames = report["frames"]
     lines = ["# Segmentation evaluation", ""]
+    if report.get("partial"):
+        lines += [f"**Partial report**: {report['partial']}.", ""]
     for key in ("model", "weights", "source", "device", "backend", "precision"):
         if report.get(key):
             lines.append(f"- {key}: `{report[key]}`")
