@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data.labels import colorize, get_dataset_info
+from ..data.labels import DatasetInfo, colorize, get_dataset_info
 from ..eval.metrics import ConfusionMatrix
-from ..models.registry import build_model, get_entry
+from ..models.registry import ModelEntry, build_model, get_entry
 from .checkpoint import (CheckpointError, check_compatible, load_checkpoint, rng_state, save_checkpoint,
                          set_rng_state)
 from .config import ConfigError, save_yaml
@@ -200,16 +201,48 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None) -> d
 
 
 def _train(cfg: dict, out_dir: Path, resume, runtime: Runtime) -> dict:
-    mcfg, dcfg, tcfg, rcfg = cfg["model"], cfg["data"], cfg["train"], cfg["runtime"]
+    """The run as a list of steps; each one below, in this order. The order is part of the result: a
+    resumed run is bit-identical to an uninterrupted one only because every random draw happens in the
+    same place."""
+    inputs = set_up_run(cfg, out_dir, resume, runtime)
+    run = build_run(cfg, out_dir, runtime, inputs)
+    loop = start_loop(run)
+    for epoch, images, labels in batches(run, loop.iteration):
+        loss = forward_and_loss(run, images, labels)
+        lr = backward_and_step(run, loss)
+        loop.iteration += 1
+        log_step(run, loop, epoch, loss, lr)
+        maybe_validate(run, loop, epoch)
+        maybe_checkpoint(run, loop)
+    return finish(run, loop)
+
+
+# ---- set-up: everything that can be wrong with the inputs, before any training ----------------------
+@dataclass
+class RunInputs:
+    """The checked inputs of a run: model entry, dataset, the checkpoint resumed from, the data folders."""
+
+    entry: ModelEntry
+    info: DatasetInfo
+    aux: bool
+    aux_weights: tuple[float, ...]
+    model_options: dict  # stored in checkpoints: no local file paths
+    checkpoint: dict | None
+    train_folder: object
+    val_folder: object
+    batch_per_rank: int
+
+
+def set_up_run(cfg: dict, out_dir: Path, resume, runtime: Runtime) -> RunInputs:
+    mcfg, dcfg, tcfg = cfg["model"], cfg["data"], cfg["train"]
     entry = get_entry(mcfg["name"])
     info = get_dataset_info(dcfg["dataset"])
     num_classes = info.num_classes
     aux = entry.has_aux if mcfg["aux"] is None else bool(mcfg["aux"])
     aux_weights = tuple(cfg["loss"]["aux_weights"] if cfg["loss"]["aux_weights"] is not None else entry.aux_weights)
     aux_weights = aux_weights if aux else ()
-    model_options = dict(mcfg["options"])  # stored in checkpoints: no local file paths
+    model_options = dict(mcfg["options"])
 
-    # ---- everything that can be wrong with the inputs, before any training -------------------------
     checkpoint = None
     if resume:
         checkpoint = load_checkpoint(resume)
@@ -221,9 +254,45 @@ def _train(cfg: dict, out_dir: Path, resume, runtime: Runtime) -> dict:
         raise ConfigError(f"{out_dir} already holds a run (last.pt); add --resume {out_dir / 'last.pt'} to continue "
                           "it, or choose another --out")
     train_folder, val_folder = open_data(dcfg, tcfg["batch_size"], runtime)
-    batch_per_rank = tcfg["batch_size"] // runtime.world_size
+    return RunInputs(entry, info, aux, aux_weights, model_options, checkpoint, train_folder, val_folder,
+                     tcfg["batch_size"] // runtime.world_size)
 
-    # ---- model, optimisation ------------------------------------------------------------------------
+
+# ---- model, loss, optimiser and data, restored from the checkpoint when resuming --------------------
+@dataclass
+class Run:
+    """Everything the training steps work with; fixed for the whole run."""
+
+    cfg: dict
+    out_dir: Path
+    runtime: Runtime
+    inputs: RunInputs
+    model: nn.Module  # what the steps call: the DDP wrapper when there are several processes
+    raw_model: nn.Module  # what is evaluated and saved
+    channels_last: bool
+    criterion: nn.Module
+    autocast: Callable
+    use_scaler: bool
+    scaler: torch.amp.GradScaler
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sampler: TrainSampler
+    loader: DataLoader
+    val_loader: DataLoader
+    iters_per_epoch: int
+    total: int  # iterations of the whole schedule
+    end: int  # where this process stops (train.stop_at, or total)
+    start: int
+    best_miou: float
+    input_size: list[int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    log: RunLog
+
+
+def build_run(cfg: dict, out_dir: Path, runtime: Runtime, inputs: RunInputs) -> Run:
+    mcfg, dcfg, tcfg, rcfg = cfg["model"], cfg["data"], cfg["train"], cfg["runtime"]
+    entry, checkpoint = inputs.entry, inputs.checkpoint
     seed = rcfg["seed"]
     random.seed(seed)
     np.random.seed(seed)
@@ -231,10 +300,10 @@ def _train(cfg: dict, out_dir: Path, resume, runtime: Runtime) -> dict:
     if rcfg["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = runtime.device.type == "cuda" and not rcfg["deterministic"]
-    build_options = dict(model_options)
+    build_options = dict(inputs.model_options)
     if mcfg["pretrained_backbone"] and checkpoint is None:
         build_options["pretrained_backbone"] = resolve_backbone_file(mcfg["pretrained_backbone"])
-    model = build_model(entry.name, num_classes=num_classes, aux=aux, **build_options)
+    model = build_model(entry.name, num_classes=inputs.info.num_classes, aux=inputs.aux, **build_options)
     use_cuda = runtime.device.type == "cuda"
     if runtime.world_size > 1 and rcfg["sync_bn"]:
         if use_cuda:
@@ -243,13 +312,13 @@ def _train(cfg: dict, out_dir: Path, resume, runtime: Runtime) -> dict:
             tqdm.write("SyncBatchNorm needs CUDA: CPU processes keep per-process BatchNorm statistics")
     channels_last = rcfg["channels_last"] is True or (rcfg["channels_last"] == "auto" and use_cuda)
     model.to(runtime.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    criterion = build_loss(cfg["loss"], aux_weights).to(runtime.device)
+    criterion = build_loss(cfg["loss"], inputs.aux_weights).to(runtime.device)
     autocast, use_scaler = _autocast(runtime, rcfg)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=use_scaler)
 
     mean = tuple(dcfg["mean"] or entry.mean)
     std = tuple(dcfg["std"] or entry.std)
-    sampler = TrainSampler(len(train_folder), batch_per_rank, runtime.world_size, runtime.rank, seed)
+    sampler = TrainSampler(len(inputs.train_folder), inputs.batch_per_rank, runtime.world_size, runtime.rank, seed)
     iters_per_epoch = sampler.batches_per_epoch
     total = int(tcfg["iters"] or tcfg["epochs"] * iters_per_epoch)
     optimizer = build_optimizer(model, cfg["optimizer"])
@@ -271,92 +340,153 @@ def _train(cfg: dict, out_dir: Path, resume, runtime: Runtime) -> dict:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device.index] if use_cuda else None)
 
     workers = dcfg["num_workers"]
-    loader = DataLoader(TrainSet(train_folder, build_train_transform(cfg["augment"], tcfg["crop"], mean, std)),
-                        batch_size=batch_per_rank, sampler=sampler, num_workers=workers, pin_memory=use_cuda,
+    loader = DataLoader(TrainSet(inputs.train_folder, build_train_transform(cfg["augment"], tcfg["crop"], mean, std)),
+                        batch_size=inputs.batch_per_rank, sampler=sampler, num_workers=workers, pin_memory=use_cuda,
                         drop_last=True, persistent_workers=workers > 0)
     ecfg = cfg["eval"]
-    val_set = ValSet(val_folder, build_eval_transform(ecfg["input_size"], mean, std), runtime.world_size,
+    val_set = ValSet(inputs.val_folder, build_eval_transform(ecfg["input_size"], mean, std), runtime.world_size,
                      runtime.rank, ecfg["max_images"])
     val_loader = DataLoader(val_set, batch_size=ecfg["batch_size"], num_workers=min(workers, 2))
-    input_size = list(ecfg["input_size"] or val_folder[0]["label"].shape)
+    input_size = list(ecfg["input_size"] or inputs.val_folder[0]["label"].shape)
 
-    # ---- run folder ----------------------------------------------------------------------------------
+    log = open_run_folder(cfg, out_dir, runtime, inputs.info)
+    end = min(total, int(tcfg["stop_at"])) if tcfg["stop_at"] else total
+    return Run(cfg, out_dir, runtime, inputs, model, raw_model, channels_last, criterion, autocast, use_scaler,
+               scaler, optimizer, scheduler, sampler, loader, val_loader, iters_per_epoch, total, end, start,
+               best_miou, input_size, mean, std, log)
+
+
+def open_run_folder(cfg: dict, out_dir: Path, runtime: Runtime, info: DatasetInfo) -> RunLog:
+    """The run folder with the resolved config in it (rank 0), and the logs that go there."""
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out_dir / "config.yaml")
-    log = RunLog(out_dir, runtime.is_main, cfg["log"]["tensorboard"], info.class_names)
+    return RunLog(out_dir, runtime.is_main, cfg["log"]["tensorboard"], info.class_names)
 
-    def write_checkpoint(names: tuple[str, ...], iteration: int) -> None:
-        if not runtime.is_main:
-            return
-        state = {
-            "model": entry.name, "model_options": model_options, "num_classes": num_classes, "aux": aux,
-            "dataset": info.to_dict(), "input_size": input_size, "mean": list(mean), "std": list(std),
-            "state_dict": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
-            "iteration": iteration, "epoch": iteration // iters_per_epoch, "best_miou": best_miou, "config": cfg,
-        }
-        for name in names:
-            save_checkpoint(state, out_dir / name)
 
-    # ---- the loop ------------------------------------------------------------------------------------
-    end = min(total, int(tcfg["stop_at"])) if tcfg["stop_at"] else total
-    iteration, last_miou = start, math.nan
-    ckpt_every, eval_every, log_every = cfg["checkpoint"]["every"], ecfg["every"], cfg["log"]["every"]
-    progress = tqdm(total=total, initial=start, disable=not runtime.is_main, dynamic_ncols=True, desc="train")
-    loss_sum, window_iters = torch.zeros((), device=runtime.device), 0
-    window_start = run_start = time.perf_counter()
-    model.train()
-    while iteration < end:
-        epoch, start_batch = divmod(iteration, iters_per_epoch)
-        sampler.set_epoch(epoch, start_batch)
-        for images, labels in loader:
-            images = images.to(runtime.device, non_blocking=True)
-            if channels_last:
+# ---- the loop ------------------------------------------------------------------------------------------
+@dataclass
+class Loop:
+    """What changes from one iteration to the next."""
+
+    iteration: int
+    best_miou: float
+    progress: tqdm
+    loss_sum: torch.Tensor  # since the last log line, summed on the device (no sync per step)
+    window_iters: int = 0
+    window_start: float = 0.0
+    run_start: float = 0.0
+    last_miou: float = math.nan
+
+
+def start_loop(run: Run) -> Loop:
+    runtime = run.runtime
+    progress = tqdm(total=run.total, initial=run.start, disable=not runtime.is_main, dynamic_ncols=True, desc="train")
+    loop = Loop(run.start, run.best_miou, progress, torch.zeros((), device=runtime.device))
+    loop.window_start = loop.run_start = time.perf_counter()
+    run.model.train()
+    return loop
+
+
+def batches(run: Run, start: int):
+    """``(epoch, images, labels)`` on the device for iterations ``start`` to ``run.end``; the sampler
+    resumes in the middle of an epoch."""
+    iteration = start
+    while iteration < run.end:
+        epoch, start_batch = divmod(iteration, run.iters_per_epoch)
+        run.sampler.set_epoch(epoch, start_batch)
+        for images, labels in run.loader:
+            images = images.to(run.runtime.device, non_blocking=True)
+            if run.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            labels = labels.to(runtime.device, non_blocking=True).long()
-            with autocast():
-                outputs = model(images)
-            loss = criterion(outputs, labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
+            labels = labels.to(run.runtime.device, non_blocking=True).long()
+            yield epoch, images, labels
             iteration += 1
-            loss_sum += loss.detach()
-            window_iters += 1
-            progress.update(1)
+            if iteration >= run.end:
+                return
 
-            if (log_every and iteration % log_every == 0) or iteration == end:
-                mean_loss = float(loss_sum) / window_iters
-                if not math.isfinite(mean_loss) and not use_scaler:  # (the loss scaler skips fp16 overflows)
-                    raise FloatingPointError(f"loss is {mean_loss} at iteration {iteration}; lower optimizer.lr")
-                now = time.perf_counter()
-                speed = window_iters * tcfg["batch_size"] / (now - window_start)
-                progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", img_s=f"{speed:.1f}")
-                log.train(iteration, epoch, mean_loss, lr, speed, now - run_start)
-                loss_sum.zero_()
-                window_iters, window_start = 0, now
-            if (eval_every and iteration % eval_every == 0) or iteration == total:
-                matrix, pictures = evaluate(raw_model, val_loader, num_classes, runtime, autocast, info,
-                                            cfg["log"]["num_images"] if runtime.is_main else 0)
-                summary = matrix.summary(info.class_names)
-                last_miou = summary["miou"]
-                log.val(iteration, epoch, summary, pictures)
-                improved = last_miou > best_miou  # False for NaN (no class present)
-                best_miou = last_miou if improved else best_miou
-                if runtime.is_main:
-                    progress.write(f"iteration {iteration}: val mIoU {last_miou:.4f} (best {best_miou:.4f})")
-                if improved:
-                    write_checkpoint(("best.pt",), iteration)
-            if (ckpt_every and iteration % ckpt_every == 0) or iteration == end:
-                write_checkpoint(("last.pt",), iteration)
-            if iteration >= end:
-                break
-    progress.close()
-    log.close()
-    if runtime.world_size > 1:
+
+def forward_and_loss(run: Run, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    with run.autocast():
+        outputs = run.model(images)
+    return run.criterion(outputs, labels)
+
+
+def backward_and_step(run: Run, loss: torch.Tensor) -> float:
+    """One optimiser step; returns the learning rate it used (the scheduler then moves on)."""
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.scheduler.step()
+    return lr
+
+
+def log_step(run: Run, loop: Loop, epoch: int, loss: torch.Tensor, lr: float) -> None:
+    """Add the loss to the window; every ``log.every`` iterations (and at the end) log its mean and speed."""
+    loop.loss_sum += loss.detach()
+    loop.window_iters += 1
+    loop.progress.update(1)
+    iteration, log_every = loop.iteration, run.cfg["log"]["every"]
+    if not ((log_every and iteration % log_every == 0) or iteration == run.end):
+        return
+    mean_loss = float(loop.loss_sum) / loop.window_iters
+    if not math.isfinite(mean_loss) and not run.use_scaler:  # (the loss scaler skips fp16 overflows)
+        raise FloatingPointError(f"loss is {mean_loss} at iteration {iteration}; lower optimizer.lr")
+    now = time.perf_counter()
+    speed = loop.window_iters * run.cfg["train"]["batch_size"] / (now - loop.window_start)
+    loop.progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", img_s=f"{speed:.1f}")
+    run.log.train(iteration, epoch, mean_loss, lr, speed, now - loop.run_start)
+    loop.loss_sum.zero_()
+    loop.window_iters, loop.window_start = 0, now
+
+
+def maybe_validate(run: Run, loop: Loop, epoch: int) -> None:
+    """Every ``eval.every`` iterations (and at the end of the schedule): validate, log, keep the best."""
+    iteration, eval_every, info = loop.iteration, run.cfg["eval"]["every"], run.inputs.info
+    if not ((eval_every and iteration % eval_every == 0) or iteration == run.total):
+        return
+    matrix, pictures = evaluate(run.raw_model, run.val_loader, info.num_classes, run.runtime, run.autocast, info,
+                                run.cfg["log"]["num_images"] if run.runtime.is_main else 0)
+    summary = matrix.summary(info.class_names)
+    loop.last_miou = summary["miou"]
+    run.log.val(iteration, epoch, summary, pictures)
+    improved = loop.last_miou > loop.best_miou  # False for NaN (no class present)
+    loop.best_miou = loop.last_miou if improved else loop.best_miou
+    if run.runtime.is_main:
+        loop.progress.write(f"iteration {iteration}: val mIoU {loop.last_miou:.4f} (best {loop.best_miou:.4f})")
+    if improved:
+        write_checkpoint(run, loop, ("best.pt",))
+
+
+def maybe_checkpoint(run: Run, loop: Loop) -> None:
+    """Every ``checkpoint.every`` iterations, and where this process stops: ``last.pt``."""
+    ckpt_every = run.cfg["checkpoint"]["every"]
+    if (ckpt_every and loop.iteration % ckpt_every == 0) or loop.iteration == run.end:
+        write_checkpoint(run, loop, ("last.pt",))
+
+
+def write_checkpoint(run: Run, loop: Loop, names: tuple[str, ...]) -> None:
+    if not run.runtime.is_main:
+        return
+    inputs, iteration = run.inputs, loop.iteration
+    state = {
+        "model": inputs.entry.name, "model_options": inputs.model_options, "num_classes": inputs.info.num_classes,
+        "aux": inputs.aux, "dataset": inputs.info.to_dict(), "input_size": run.input_size, "mean": list(run.mean),
+        "std": list(run.std), "state_dict": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "rng": rng_state(),
+        "iteration": iteration, "epoch": iteration // run.iters_per_epoch, "best_miou": loop.best_miou,
+        "config": run.cfg,
+    }
+    for name in names:
+        save_checkpoint(state, run.out_dir / name)
+
+
+def finish(run: Run, loop: Loop) -> dict:
+    loop.progress.close()
+    run.log.close()
+    if run.runtime.world_size > 1:
         dist.barrier()
-    return {"iteration": iteration, "best_miou": best_miou, "last_miou": last_miou, "out_dir": str(out_dir)}
+    return {"iteration": loop.iteration, "best_miou": loop.best_miou, "last_miou": loop.last_miou,
+            "out_dir": str(run.out_dir)}

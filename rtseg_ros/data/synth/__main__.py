@@ -1,0 +1,4 @@
+"""``python -m rtseg_ros.data.synth``: the same as ``rtseg-synth``."""
+from .cli import main
+
+raise SystemExit(main())
