@@ -88,6 +88,16 @@ def test_cityscapes_reader_errors_name_the_expected_path(tmp_path):
         cityscapes_layout(tmp_path, "train")
 
 
+def test_one_missing_label_is_counted_and_named(tmp_path):
+    make_cityscapes_tree(tmp_path)
+    for label_ids in (tmp_path / "gtFine").rglob("*_gtFine_labelIds.png"):
+        label_ids.unlink()  # a folder of train ids only
+    missing = sorted((tmp_path / "gtFine").rglob("*_gtFine_labelTrainIds.png"))[1]
+    missing.unlink()
+    with pytest.raises(DatasetLayoutError, match=f"^1 of 2 images have no label file; the first: {missing}"):
+        cityscapes_layout(tmp_path, "val")
+
+
 def test_reader_rejects_size_mismatch_and_corrupt_files(tmp_path):
     make_cityscapes_tree(tmp_path)
     data = cityscapes_layout(tmp_path, "val")

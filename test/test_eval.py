@@ -173,6 +173,10 @@ def test_make_bag_from_a_cityscapes_layout_folder(tmp_path, synth, capsys):
     err = capsys.readouterr().err
     assert "already exists" in err and "expected a Cityscapes-layout folder" in err
     assert not (tmp_path / "bag2").exists()
+    (tmp_path / "a_file").write_text("")  # an --out that cannot be created (a chmod would not stop root)
+    assert make_bag.main(["--data-root", str(synth), "--out", str(tmp_path / "a_file" / "bag")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rtseg-make-bag: error: ") and "a_file" in err[0], err
 
 
 # -- rtseg-eval ----------------------------------------------------------------------------------------

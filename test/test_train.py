@@ -2,6 +2,8 @@
 DDP on gloo, and a learning proof on the synthetic Cityscapes-layout set."""
 import os
 import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +26,8 @@ from rtseg_ros.models._common import load_backbone_weights
 from rtseg_ros.models.registry import ModelEntry, register
 from rtseg_ros.train import checkpoint as ckpt
 from rtseg_ros.train.cli import main
-from rtseg_ros.train.config import RECIPES, DEFAULTS, ConfigError, load_yaml, merge, parse_override, resolve
+from rtseg_ros.train.config import (RECIPES, DEFAULTS, SCHEMA, ConfigError, check_schema, load_yaml, merge,
+                                    parse_override, resolve)
 from rtseg_ros.train.data import TrainSampler
 from rtseg_ros.train.losses import CrossEntropy, OhemCrossEntropy, SegmentationLoss
 from rtseg_ros.train.optim import lr_factor
@@ -140,6 +143,62 @@ def test_overrides_parse_yaml_and_reject_unknown_keys():
         parse_override("optimizer.lr")
     with pytest.raises(ConfigError, match="train.iters or train.epochs"):
         resolve({"model": {"name": "sgcpnet"}})
+
+
+def test_the_schema_has_one_rule_per_default_and_the_defaults_fit_it():
+    assert set(SCHEMA) == {f"{section}.{key}" for section, values in DEFAULTS.items() for key in values}
+    assert check_schema(DEFAULTS) == DEFAULTS
+    assert resolve({"model": {"name": "x"}}, parse_override("train.iters=3"),
+                   parse_override("optimizer.lr=1e-3"))["optimizer"]["lr"] == 0.001  # YAML 1.1 reads 1e-3 as text
+
+
+def expect_one_line_error(argv, match):
+    """main(argv) ends with exit status 1 and one ``rtseg-train: error:`` line matching ``match``."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    message = exit_.value.code
+    assert isinstance(message, str) and message.startswith("rtseg-train: error: "), message
+    assert "\n" not in message and "Traceback" not in message, message
+    assert re.search(match, message), message
+    return message
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--set", "optimizer.lr=abc"], r"optimizer.lr must be a finite number >= 0, got 'abc'"),
+    (["--set", "optimizer.lr=-1"], r"optimizer.lr must be .* got -1"),
+    (["--set", "optimizer.lr=nan"], r"optimizer.lr must be a finite number"),
+    (["--set", "optimizer.lr=.inf"], r"optimizer.lr must be a finite number"),
+    (["--set", "train.crop=[64"], r"override 'train.crop=\[64': the value '\[64' is not valid YAML"),
+    (["--set", "train.crop=[0,0]"], r"train.crop must be a list of 2 values, each an integer >= 1, got \[0, 0\]"),
+    (["--set", "optimizer=0.1"], r"optimizer is a section, not a value"),
+    (["--set", "runtime.amp=1"], r"runtime.amp must be one of 'auto', True, False, got 1"),
+    (["--batch-size", "0"], r"train.batch_size must be an integer >= 1, got 0"),
+    (["--max-iters", "-5"], r"train.iters must be an integer >= 1.*got -5"),
+    (["--workers", "-1"], r"data.num_workers must be an integer >= 0, got -1"),
+])
+def test_bad_values_fail_in_one_line_before_anything_starts(tmp_path, synth, extra, match):
+    expect_one_line_error(tiny_args(synth, tmp_path / "run", *extra), match)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_recipe_files_fail_in_one_line(tmp_path, synth):
+    bad_value, bad_yaml = tmp_path / "bad_value.yaml", tmp_path / "bad_yaml.yaml"
+    bad_value.write_text("model: {name: test_tiny}\ntrain: {iters: 4, crop: [32, -64]}\n")
+    bad_yaml.write_text("model: {name: test_tiny\ntrain: {iters: 4}\n")
+    expect_one_line_error(["--config", str(bad_value), "--data-root", str(synth), "--out", str(tmp_path / "run")],
+                          r"train.crop must be a list of 2 values.*got \[32, -64\]")
+    expect_one_line_error(["--config", str(bad_yaml), "--data-root", str(synth), "--out", str(tmp_path / "run")],
+                          r"bad_yaml.yaml is not valid YAML")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_value_is_one_line_on_stderr_and_exit_status_1(tmp_path, synth):
+    result = subprocess.run([sys.executable, "-m", "rtseg_ros.train", "--model", "sgcpnet", "--data-root", str(synth),
+                             "--out", str(tmp_path / "run"), "--set", "optimizer.lr=abc"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "rtseg-train: error: optimizer.lr must be a finite number >= 0, got 'abc'"]
 
 
 def test_lr_schedules():
@@ -372,6 +431,33 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, synth):
     assert whole["scheduler"]["last_epoch"] == split["scheduler"]["last_epoch"] == 6
 
 
+def logged_iterations(run):
+    return {name: [int(row.split(",")[0]) for row in (run / name).read_text().splitlines()[1:]]
+            for name in ("train_log.csv", "val_log.csv")}
+
+
+def test_resume_logs_each_iteration_once_and_the_summary_names_what_was_written(tmp_path, synth, capsys):
+    """A run killed after logging iteration 3 but before checkpointing it resumes from iteration 2: the
+    logs keep iterations 1-2, then the resumed run logs 3 and 4 once."""
+    run = tmp_path / "run"
+    assert main(tiny_args(synth, run, "--stop-at", "1")) == 0
+    assert capsys.readouterr().out.strip().endswith(
+        f"finished at iteration 1; not validated yet (no best.pt); wrote last.pt in {run}")
+    main(["--resume", str(run / "last.pt"), "--stop-at", "2"])
+    shutil.copy(run / "last.pt", tmp_path / "at_2.pt")
+    main(["--resume", str(run / "last.pt"), "--stop-at", "3"])
+    assert logged_iterations(run) == {"train_log.csv": [1, 2, 3], "val_log.csv": [2]}
+    shutil.copy(tmp_path / "at_2.pt", run / "last.pt")  # the kill: iteration 3 logged, not checkpointed
+    capsys.readouterr()
+    assert main(["--resume", str(run / "last.pt")]) == 0
+    assert logged_iterations(run) == {"train_log.csv": [1, 2, 3, 4], "val_log.csv": [2, 4]}
+    assert "; best val mIoU " in capsys.readouterr().out and (run / "best.pt").exists()
+
+    logs = {name: (run / name).read_text() for name in ("train_log.csv", "val_log.csv")}
+    expect_one_line_error(["--resume", str(run / "last.pt")], "nothing to do: the checkpoint is at iteration 4")
+    assert {name: (run / name).read_text() for name in logs} == logs
+
+
 @pytest.mark.parametrize("model", sorted(m for m in available_models() if m != "test_tiny"))
 def test_every_cityscapes_recipe_runs(tmp_path, synth, model):
     """Two iterations of each network with its own recipe (its augmentation, loss, aux heads, schedule)."""
@@ -429,6 +515,25 @@ def test_bad_input_fails_before_training(tmp_path, case):
     with pytest.raises(SystemExit, match=expected):
         main(tiny_args(root, out, *extra))
     assert not (out / "last.pt").exists() and not (out / "train_log.csv").exists()
+
+
+def test_a_truncated_image_is_named_by_the_check_and_mid_run(tmp_path):
+    """The data check decodes every image; without it, the loader worker's error is one line naming the
+    file (not the worker's traceback), and the checkpoint written before it is kept."""
+    root = make_tree(tmp_path / "data")
+    third_batch = [index for index, _ in TrainSampler(6, 2)][4:6]  # the images iteration 3 reads
+    bad = sorted((root / "leftImg8bit" / "train").rglob("*.png"))[third_batch[0]]
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(SystemExit, match=rf"1 bad file\(s\) in the train split:\n  {re.escape(str(bad))}: .*truncated"):
+        main(tiny_args(root, tmp_path / "checked"))
+    assert not (tmp_path / "checked" / "last.pt").exists()
+
+    run = tmp_path / "unchecked"
+    message = expect_one_line_error(tiny_args(root, run, "--no-data-check", "--workers", "2", "--set",
+                                              "checkpoint.every=1"), rf"cannot read image {re.escape(str(bad))}")
+    assert f"(at iteration 3); {run / 'last.pt'} is kept" in message
+    assert ckpt.load_checkpoint(run / "last.pt")["iteration"] == 2
+    assert logged_iterations(run) == {"train_log.csv": [1, 2], "val_log.csv": [2]}
 
 
 def test_ddp_on_gloo_matches_one_process(tmp_path):

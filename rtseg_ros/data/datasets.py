@@ -83,15 +83,16 @@ def cityscapes_layout(root: str | Path, split: str, dataset: str = "cityscapes",
         stem = image.name[: -len(IMAGE_SUFFIX)]
         return label_dir / image.parent.name / f"{stem}{LABEL_SUFFIXES[kind]}"
 
-    if label_kind == "auto":
-        label_kind = "trainIds" if all(label_path(i, "trainIds").is_file() for i in images) else "labelIds"
+    if label_kind == "auto":  # train ids unless label ids cover more images (then the missing ones are counted)
+        found = {kind: sum(label_path(i, kind).is_file() for i in images) for kind in LABEL_SUFFIXES}
+        label_kind = "trainIds" if found["trainIds"] >= found["labelIds"] else "labelIds"
     if label_kind not in LABEL_SUFFIXES:
         raise ValueError(f"label_kind must be 'auto', 'trainIds' or 'labelIds', got {label_kind!r}")
     pairs = [(image, label_path(image, label_kind)) for image in images]
     missing = [str(label) for _, label in pairs if not label.is_file()]
     if missing:
         hint = " (run csCreateTrainIdLabelImgs or use label_kind='labelIds')" if label_kind == "trainIds" else ""
-        raise DatasetLayoutError(f"{len(missing)} of {len(pairs)} images have no label file, e.g. "
+        raise DatasetLayoutError(f"{len(missing)} of {len(pairs)} images have no label file; the first: "
                                  f"{missing[0]}{hint}")
     lookup = np.arange(256, dtype=np.uint8) if label_kind == "trainIds" else info.id_to_train_id
     return SegmentationFolder(pairs, lookup, info)
@@ -113,7 +114,7 @@ def camvid(root: str | Path, split: str) -> SegmentationFolder:
     pairs = [(image, label_dir / image.name) for image in images]
     missing = [str(label) for _, label in pairs if not label.is_file()]
     if missing:
-        raise DatasetLayoutError(f"{len(missing)} of {len(pairs)} images have no label file, e.g. {missing[0]}")
+        raise DatasetLayoutError(f"{len(missing)} of {len(pairs)} images have no label file; the first: {missing[0]}")
     return SegmentationFolder(pairs, info.id_to_train_id, info)
 
 

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                 yield Frame(frame["image"], frame["label"], cityscapes_intrinsics(folder.pairs[index][0]))
         written = write_bag(args.out, frames(), rate_hz=args.rate, storage=args.storage, encoding=args.encoding,
                             frame_id=args.frame_id)
-    except (BagError, DatasetLayoutError, KeyError) as error:
+    except (BagError, DatasetLayoutError, KeyError, OSError) as error:  # OSError: e.g. --out not writable
         print(f"rtseg-make-bag: error: {error}", file=sys.stderr)
         return 1
     summary = bag_summary(args.out)

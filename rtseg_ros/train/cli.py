@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise SystemExit(f"rtseg-train: error: {message}") from None
     if int(os.environ.get("RANK", 0)) == 0:
-        print(f"rtseg-train: finished at iteration {summary['iteration']}; best val mIoU {summary['best_miou']:.4f}; "
-              f"checkpoints in {summary['out_dir']} (last.pt, best.pt)")
+        best = (f"best val mIoU {summary['best_miou']:.4f}" if summary["best_miou"] >= 0
+                else "not validated yet (no best.pt)")
+        print(f"rtseg-train: finished at iteration {summary['iteration']}; {best}; wrote "
+              f"{', '.join(summary['checkpoints'])} in {summary['out_dir']}")
     return 0

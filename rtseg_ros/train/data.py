@@ -39,7 +39,8 @@ class _LabelScan(Dataset):
     def __getitem__(self, index: int) -> tuple[str | None, np.ndarray]:
         image_path, label_path = self.folder.pairs[index]
         try:
-            with Image.open(image_path) as image:  # reads the header only
+            with Image.open(image_path) as image:
+                image.load()  # decodes every pixel: a truncated file fails here, not mid-run
                 width, height = image.size
             label = self.folder.lookup[read_label(label_path)]
         except (OSError, DatasetLayoutError) as exc:
@@ -69,6 +70,15 @@ def check_split(folder: SegmentationFolder, split: str, num_workers: int = 0, pr
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise DataCheckError(f"{len(problems)} bad file(s) in the {split} split{more}:\n  " + "\n  ".join(problems[:5]))
+
+
+def worker_error_message(error: Exception) -> str:
+    """The reader's own message of an error raised in a DataLoader worker: torch re-raises it with the
+    worker's whole traceback folded into the message, whose last line is ``module.Class: message``."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    return text.strip().splitlines()[-1].split(": ", 1)[-1]
 
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:

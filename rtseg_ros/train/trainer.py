@@ -26,13 +26,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..data.datasets import DatasetLayoutError
 from ..data.labels import DatasetInfo, colorize, get_dataset_info
 from ..eval.metrics import ConfusionMatrix
 from ..models.registry import ModelEntry, build_model, get_entry
 from .checkpoint import (CheckpointError, check_compatible, load_checkpoint, rng_state, save_checkpoint,
                          set_rng_state)
 from .config import ConfigError, save_yaml
-from .data import TrainSampler, TrainSet, ValSet, check_split, open_splits
+from .data import DataCheckError, TrainSampler, TrainSet, ValSet, check_split, open_splits, worker_error_message
 from .losses import build_loss
 from .optim import build_optimizer, build_scheduler
 from .transforms import build_eval_transform, build_train_transform
@@ -101,6 +102,24 @@ class RunLog:
                 self.writer = SummaryWriter(out_dir / "tb")
             except ImportError:
                 tqdm.write("tensorboard is not installed: no TensorBoard logs (CSV logs are still written)")
+
+    LOGS = ("train_log.csv", "val_log.csv")
+
+    def trim(self, iteration: int) -> None:
+        """Drop the rows logged after ``iteration`` (a resumed checkpoint's): a run killed after logging
+        but before its next checkpoint logs those iterations again when it resumes."""
+        for name in self.LOGS if self.enabled else ():
+            path = self.out_dir / name
+            if not path.exists():
+                continue
+            with path.open(newline="") as f:
+                header, *rows = list(csv.reader(f)) or [[]]
+            kept = [row for row in rows if row and int(row[0]) <= iteration]
+            if len(kept) < len(rows):
+                tmp = path.with_name(f".{name}.tmp")
+                with tmp.open("w", newline="") as f:
+                    csv.writer(f).writerows([header, *kept])
+                os.replace(tmp, path)
 
     def _append_csv(self, name: str, header: list[str], row: list) -> None:
         path = self.out_dir / name
@@ -190,7 +209,7 @@ def open_data(dcfg: dict, batch_size: int, runtime: Runtime):
 
 def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None) -> dict:
     """Run the training ``cfg`` describes (a resolved config) into ``out_dir``; returns a summary dict
-    ``{"iteration", "best_miou", "last_miou", "out_dir"}``."""
+    ``{"iteration", "best_miou", "last_miou", "out_dir", "checkpoints"}`` (the checkpoint files the run has)."""
     out_dir = Path(out_dir)
     runtime = setup_runtime(cfg["runtime"])
     try:
@@ -207,13 +226,19 @@ def _train(cfg: dict, out_dir: Path, resume, runtime: Runtime) -> dict:
     inputs = set_up_run(cfg, out_dir, resume, runtime)
     run = build_run(cfg, out_dir, runtime, inputs)
     loop = start_loop(run)
-    for epoch, images, labels in batches(run, loop.iteration):
-        loss = forward_and_loss(run, images, labels)
-        lr = backward_and_step(run, loss)
-        loop.iteration += 1
-        log_step(run, loop, epoch, loss, lr)
-        maybe_validate(run, loop, epoch)
-        maybe_checkpoint(run, loop)
+    try:
+        for epoch, images, labels in batches(run, loop.iteration):
+            loss = forward_and_loss(run, images, labels)
+            lr = backward_and_step(run, loss)
+            loop.iteration += 1
+            log_step(run, loop, epoch, loss, lr)
+            maybe_validate(run, loop, epoch)
+            maybe_checkpoint(run, loop)
+    except DatasetLayoutError as exc:  # a file the data check did not read (or data.check is off)
+        loop.progress.close()
+        kept = (f"; {out_dir / 'last.pt'} is kept: fix or remove the file, then --resume it"
+                if (out_dir / "last.pt").exists() else "")
+        raise DataCheckError(f"{worker_error_message(exc)} (at iteration {loop.iteration + 1}){kept}") from None
     return finish(run, loop)
 
 
@@ -349,19 +374,27 @@ def build_run(cfg: dict, out_dir: Path, runtime: Runtime, inputs: RunInputs) -> 
     val_loader = DataLoader(val_set, batch_size=ecfg["batch_size"], num_workers=min(workers, 2))
     input_size = list(ecfg["input_size"] or inputs.val_folder[0]["label"].shape)
 
-    log = open_run_folder(cfg, out_dir, runtime, inputs.info)
     end = min(total, int(tcfg["stop_at"])) if tcfg["stop_at"] else total
+    if start >= end:
+        raise ConfigError(f"nothing to do: the checkpoint is at iteration {start} and this run stops at {end} "
+                          f"(train.iters/--max-iters, train.epochs or --stop-at)")
+    log = open_run_folder(cfg, out_dir, runtime, inputs.info, resumed_at=start if checkpoint is not None else None)
     return Run(cfg, out_dir, runtime, inputs, model, raw_model, channels_last, criterion, autocast, use_scaler,
                scaler, optimizer, scheduler, sampler, loader, val_loader, iters_per_epoch, total, end, start,
                best_miou, input_size, mean, std, log)
 
 
-def open_run_folder(cfg: dict, out_dir: Path, runtime: Runtime, info: DatasetInfo) -> RunLog:
-    """The run folder with the resolved config in it (rank 0), and the logs that go there."""
+def open_run_folder(cfg: dict, out_dir: Path, runtime: Runtime, info: DatasetInfo,
+                    resumed_at: int | None = None) -> RunLog:
+    """The run folder with the resolved config in it (rank 0), and the logs that go there (cut back to
+    the iteration the run resumes from)."""
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out_dir / "config.yaml")
-    return RunLog(out_dir, runtime.is_main, cfg["log"]["tensorboard"], info.class_names)
+    log = RunLog(out_dir, runtime.is_main, cfg["log"]["tensorboard"], info.class_names)
+    if resumed_at is not None:
+        log.trim(resumed_at)
+    return log
 
 
 # ---- the loop ------------------------------------------------------------------------------------------
@@ -488,5 +521,8 @@ def finish(run: Run, loop: Loop) -> dict:
     run.log.close()
     if run.runtime.world_size > 1:
         dist.barrier()
+    validated = loop.best_miou >= 0  # -1 until a validation scores (best.pt is written then)
+    written = [name for name in ("last.pt", "best.pt") if (name == "last.pt" or validated)
+               and (run.out_dir / name).exists()]
     return {"iteration": loop.iteration, "best_miou": loop.best_miou, "last_miou": loop.last_miou,
-            "out_dir": str(run.out_dir)}
+            "out_dir": str(run.out_dir), "checkpoints": written}
