@@ -12,7 +12,6 @@ rewrites the stamp in place (``restamp``), so replay costs no per-pixel work.
 from __future__ import annotations
 
 import json
-import shutil
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +22,9 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.errors import ReaderError
 from rosbags.typesys import Stores, get_typestore
 
+from ..common import ns_to_stamp, stamp_to_ns
 from ..data.encodings import BadFrame, FrameDecoder
+from ..fileio import atomic_path
 
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
@@ -86,16 +87,14 @@ def write_bag(path: str | Path, frames: Iterable[Frame], rate_hz: float = CITYSC
     plugins = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
     if storage not in plugins:
         raise ValueError(f"storage must be one of {', '.join(plugins)}, got {storage!r}")
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     types = TYPESTORE.types
     count = 0
-    try:
+    with atomic_path(path, hidden=False) as partial:
         with Writer(partial, version=version, storage_plugin=plugins[storage]) as writer:
             connections = {}  # topic → connection, added on first use (no labels topic without labels)
             for count, frame in enumerate(frames, 1):
                 stamp = start_ns + round((count - 1) * 1e9 / rate_hz)
-                sec, nanosec = divmod(stamp, 10**9)
+                sec, nanosec = ns_to_stamp(stamp)
                 header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
                                                       frame_id=frame_id)
                 image = frame.image if encoding == "rgb8" else frame.image[..., ::-1]
@@ -107,10 +106,6 @@ def write_bag(path: str | Path, frames: Iterable[Frame], rate_hz: float = CITYSC
                     if topic not in connections:
                         connections[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
                     writer.write(connections[topic], stamp, TYPESTORE.serialize_cdr(msg, msgtype))
-        partial.rename(path)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return count
 
 
@@ -226,7 +221,7 @@ def labelled_frames(path: str | Path, image_topic: str = IMAGE_TOPIC, labels_top
         try:
             for connection, _, raw in reader.messages(connections=connections):
                 msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
-                stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                stamp = stamp_to_ns(msg.header.stamp)
                 decoder = decoders[connection.topic]
                 try:
                     pixels, encoding = (decoder.compressed(msg) if connection.msgtype.endswith("CompressedImage")
