@@ -61,7 +61,7 @@ setup(
             "segment_node = rtseg_ros.ros.segment_node:main",
             "rtseg-demo = rtseg_ros.ros.demo:main",
             "rtseg-export = rtseg_ros.tools.export:main",
-            "rtseg-bench = rtseg_ros.tools.bench:main",
+            "rtseg-bench = rtseg_ros.bench.cli:main",
             "rtseg-make-bag = rtseg_ros.tools.make_bag:main",
             "rtseg-eval = rtseg_ros.eval.cli:main",
             "rtseg-replay = rtseg_ros.ros.replay:main",

@@ -3,8 +3,7 @@ import json
 import math
 import os
 
-from rtseg_ros.ros.bench import search_peak
-from rtseg_ros.tools.bench_node import bench_node, markdown_table, peak_rate, peak_table
+from rtseg_ros.bench.node import bench_node, markdown_table, peak_rate, peak_table, search_peak
 
 DOMAIN_ID = 40 + os.getpid() % 10  # apart from the other ROS test modules' domains
 

@@ -11,7 +11,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rtseg_ros.models import available_models, build_model, get_entry
 from rtseg_ros.models.complexity import count_macs, count_params
-from rtseg_ros.models.ddrnet import Bottleneck, load_imagenet_trunk, load_official_checkpoint
+from rtseg_ros.models.checkpoint import CheckpointError, load_weights
+from rtseg_ros.models.ddrnet import Bottleneck, load_imagenet_trunk
 from rtseg_ros.runtime.export import export_onnx, onnx_parity
 
 VARIANTS = ("ddrnet23_slim", "ddrnet23", "ddrnet39")
@@ -358,27 +359,27 @@ def test_official_checkpoint_loads_strictly(name):
     model.load_state_dict(state, strict=True)
     assert torch.equal(model.spp.compression[2].weight, state["spp.compression.2.weight"])
     deploy = build_model(name, aux=False)
-    load_official_checkpoint(deploy, state)
+    load_weights(deploy, state, name)
     assert deploy.seghead_extra is None
     assert torch.equal(deploy.final_layer.conv2.bias, state["final_layer.conv2.bias"])
 
 
-def test_load_official_checkpoint_from_file_and_strictness(tmp_path):
+def test_official_checkpoint_loads_from_file_strictly(tmp_path):
     state = random_official_state_dict("ddrnet23_slim")
     path = tmp_path / "ddrnet23s_cityscapes.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)  # DataParallel-style
     for aux in (False, True):
         model = build_model("ddrnet23_slim", aux=aux)
-        load_official_checkpoint(model, path)
+        load_weights(model, path, "ddrnet23_slim")
         assert torch.equal(model.layer3_[1].conv2.weight, state["layer3_.1.conv2.weight"])
     aux_model = build_model("ddrnet23_slim", aux=True)
-    load_official_checkpoint(aux_model, path)
+    load_weights(aux_model, path, "ddrnet23_slim")
     assert torch.equal(aux_model.seghead_extra.conv2.weight, state["seghead_extra.conv2.weight"])
     incomplete = {k: v for k, v in state.items() if not k.startswith("spp.scale4.")}
-    with pytest.raises(RuntimeError, match="Missing key"):
-        load_official_checkpoint(build_model("ddrnet23_slim"), incomplete)
-    with pytest.raises(RuntimeError, match="size mismatch"):
-        load_official_checkpoint(build_model("ddrnet23_slim", num_classes=11), state)
+    with pytest.raises(CheckpointError, match="missing keys, e.g. spp.scale4"):
+        load_weights(build_model("ddrnet23_slim"), incomplete, "ddrnet23_slim")
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        load_weights(build_model("ddrnet23_slim", num_classes=11), state, "ddrnet23_slim", 11)
 
 
 # ---------------------------------------------------------------- ImageNet trunk (spec §2.8)

@@ -6,11 +6,12 @@ import torch
 
 from rtseg_ros.data.labels import get_dataset_info
 from rtseg_ros.models import build_model, get_entry
-from rtseg_ros.fileio import write_bytes_atomic
+from rtseg_ros.fileio import write_atomic, write_bytes_atomic
 from rtseg_ros.runtime import backends
 from rtseg_ros.runtime.folding import fold_batchnorm
-from rtseg_ros.train.checkpoint import save_checkpoint
-from rtseg_ros.runtime.segmenter import ENCODINGS, Segmenter, UnsupportedEncoding, network_size
+from rtseg_ros.models.checkpoint import save_checkpoint
+from rtseg_ros.data.encodings import DIRECT
+from rtseg_ros.runtime.segmenter import Segmenter, UnsupportedEncoding, network_size
 
 MODEL = "farsee"  # the runtime does not depend on the network; one small input keeps this file fast
 NET = (64, 128)
@@ -43,7 +44,7 @@ def test_network_size_keeps_aspect_in_multiples_of_32():
     assert network_size((720, 1280), (512, 1024), keep_aspect=False) == (512, 1024)
 
 
-@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("encoding", sorted(DIRECT))
 def test_preprocess_matches_opencv(segmenter, encoding):
     rgb = frame()
     if encoding == "mono8":
@@ -304,3 +305,25 @@ def test_segmenter_upsamples_like_the_model_head():
         expected = model(x).argmax(1)[0].numpy()
     assert seg._align_corners
     assert (seg(rgb, "rgb8").labels == expected).mean() >= 0.999
+
+
+def test_atomic_writes_get_normal_permissions_and_leave_nothing_on_error(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = write_bytes_atomic(tmp_path / "sub" / "file.bin", b"new")
+        assert path.read_bytes() == b"new" and path.stat().st_mode & 0o777 == 0o644  # 0o666 less the umask
+        os.umask(0o002)
+        write_bytes_atomic(path, b"newer")
+        assert path.read_bytes() == b"newer" and path.stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(mask)
+
+    def dies(f):
+        f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(path, dies)
+    assert path.read_bytes() == b"newer" and [p.name for p in path.parent.iterdir()] == ["file.bin"]

@@ -8,7 +8,9 @@ import torch
 
 from rtseg_ros.models import available_models, build_model
 from rtseg_ros.models.complexity import count_params
-from rtseg_ros.tools import bench, export, models_table
+from rtseg_ros.bench import cli as bench_cli
+from rtseg_ros.bench.models import bench_models, models_table as speed_table
+from rtseg_ros.tools import export, models_table
 
 
 def test_export_writes_onnx_with_parity(tmp_path, capsys):
@@ -58,7 +60,7 @@ def test_models_table_lists_every_model_with_true_counts(capsys):
 
 def test_pipeline_benchmark_runs_both_loops_on_the_same_frames(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    bench.main(["--pipeline", "--model", "sgcpnet", "--size", "96x160", "--frames", "3", "--json", str(out)])
+    bench_cli.main(["--pipeline", "--model", "sgcpnet", "--size", "96x160", "--frames", "3", "--json", str(out)])
     (row,) = json.loads(out.read_text())
     assert row["naive"]["fps"] > 0 and row["segmenter"]["fps"] > 0
     assert row["label_agreement"] > 0.99  # both loops compute the same labels
@@ -66,8 +68,8 @@ def test_pipeline_benchmark_runs_both_loops_on_the_same_frames(tmp_path, capsys)
 
 
 def test_model_speed_rows_carry_the_eager_baseline_and_paper_figures():
-    (row,) = bench.bench_models(["ddrnet23_slim"], [(64, 128)], "cpu", ["fp32"], [True], seconds=0.2)
+    (row,) = bench_models(["ddrnet23_slim"], [(64, 128)], "cpu", ["fp32"], [True], seconds=0.2)
     assert row["fps"] > 0 and row["eager_fp32_fps"] > 0 and row["cuda_graph"] is False  # no graphs on CPU
     assert row["speedup"] == pytest.approx(row["fps"] / row["eager_fp32_fps"])
     assert row["paper_fps"] == 108.8 and row["paper_resolution"] == [1024, 2048]
-    assert "| ddrnet23_slim | 64×128 | fp32 | off |" in bench.models_table([row])
+    assert "| ddrnet23_slim | 64×128 | fp32 | off |" in speed_table([row])

@@ -24,7 +24,8 @@ from rtseg_ros.data.synth import write_dataset
 from rtseg_ros.models import available_models, build_model, get_entry
 from rtseg_ros.models._common import load_backbone_weights
 from rtseg_ros.models.registry import ModelEntry, register
-from rtseg_ros.train import checkpoint as ckpt
+from rtseg_ros.models import checkpoint as ckpt
+from rtseg_ros.train.checkpoint import rng_state, set_rng_state
 from rtseg_ros.train.cli import main
 from rtseg_ros.train.config import (RECIPES, DEFAULTS, SCHEMA, ConfigError, check_schema, load_yaml, merge,
                                     parse_override, resolve)
@@ -299,19 +300,39 @@ def small_checkpoint(model_name="test_tiny", aux=True, num_classes=19):
 
 
 def test_checkpoint_round_trip_is_weights_only_and_drops_aux_heads(tmp_path):
-    state = {**small_checkpoint(), "rng": ckpt.rng_state()}
+    state = {**small_checkpoint(), "rng": rng_state()}
     draws = (torch.rand(3), np.random.rand(), random.random())
     path = ckpt.save_checkpoint(state, tmp_path / "a.pt")
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == "rtseg_ros/1" and raw["dataset"]["class_names"][0] == "road"
-    model, meta = ckpt.build_model_from_checkpoint(path)
+    built = ckpt.build_with_weights(weights=path)
+    model, meta = built.network, built.meta
     assert not model.training and model.aux_head is None and "state_dict" not in meta and meta["iteration"] == 3
     assert torch.equal(model.classifier.weight, state["state_dict"]["classifier.weight"])
-    ckpt.set_rng_state(raw["rng"])
+    set_rng_state(raw["rng"])
     assert torch.equal(torch.rand(3), draws[0]) and np.random.rand() == draws[1] and random.random() == draws[2]
     # an aux=False checkpoint may not carry extra weights
-    with pytest.raises(ckpt.CheckpointError, match="do not fit"):
-        ckpt.build_model_from_checkpoint({**state, "aux": False})
+    with pytest.raises(ckpt.CheckpointError, match="does not fit"):
+        ckpt.build_with_weights(weights={**state, "format": ckpt.FORMAT, "aux": False})
+
+
+class _RunsCode:
+    """Unpickling this calls a function: what a malicious checkpoint does."""
+
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_in_one_line(tmp_path, capsys):
+    torch.save({**small_checkpoint(), "payload": _RunsCode()}, tmp_path / "evil.pt")
+    for load in (ckpt.load_checkpoint, lambda path: ckpt.build_with_weights("test_tiny", path)):
+        with pytest.raises(ckpt.CheckpointError) as raised:
+            load(tmp_path / "evil.pt")
+        message = str(raised.value)
+        assert "not a plain-tensor checkpoint and was not loaded" in message and "Python object" in message and "print" in message
+        assert "arbitrary code" in message and "\n" not in message
+        assert "weights_only" not in message  # never torch's hint to load it unsafely
+    assert "unpickled" not in capsys.readouterr().out
 
 
 def test_checkpoint_errors_are_clear(tmp_path):
@@ -468,7 +489,8 @@ def test_every_cityscapes_recipe_runs(tmp_path, synth, model):
     saved = ckpt.load_checkpoint(tmp_path / "last.pt")
     assert saved["iteration"] == 2 and saved["aux"] == get_entry(model).has_aux
     assert saved["config"]["loss"] == resolve(load_yaml(RECIPES / f"{model}_cityscapes.yaml"))["loss"]
-    model_, meta = ckpt.build_model_from_checkpoint(saved)
+    built = ckpt.build_with_weights(weights=saved)
+    model_, meta = built.network, built.meta
     assert meta["input_size"] == [32, 64] and model_(torch.zeros(1, 3, 32, 64)).shape == (1, 19, 32, 64)
 
 

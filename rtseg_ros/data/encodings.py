@@ -8,11 +8,21 @@ Anything wrong with a frame raises ``BadFrame`` naming one cause.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
-# Encodings the Segmenter takes as they are, with their bytes per pixel.
-DIRECT = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+class PixelLayout(NamedTuple):
+    channels: int  # bytes per pixel
+    rgb: tuple[int, int, int]  # the channel indices that give red, green, blue
+
+
+# Encodings the Segmenter takes as they are (it reorders channels on the device).
+DIRECT = {"rgb8": PixelLayout(3, (0, 1, 2)), "bgr8": PixelLayout(3, (2, 1, 0)), "rgba8": PixelLayout(4, (0, 1, 2)),
+          "bgra8": PixelLayout(4, (2, 1, 0)), "mono8": PixelLayout(1, (0, 0, 0))}
 # ROS names the colour of the first two pixels of the first row, OpenCV those of the second row's second
 # and third pixels: ROS bayer_rggb8 is OpenCV's BayerBG (as cv_bridge maps it).
 BAYER = {"bayer_rggb8": cv2.COLOR_BayerBG2RGB, "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
@@ -46,7 +56,7 @@ class FrameDecoder:
     def image(self, msg) -> tuple[np.ndarray, str]:
         encoding, height, width, step = msg.encoding, msg.height, msg.width, msg.step
         if encoding in DIRECT:
-            pixel_bytes = DIRECT[encoding]
+            pixel_bytes = DIRECT[encoding].channels
         elif encoding in BAYER:
             pixel_bytes = 1
         elif encoding in YUV422:

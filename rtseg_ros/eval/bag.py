@@ -23,7 +23,9 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.errors import ReaderError
 from rosbags.typesys import Stores, get_typestore
 
+from ..common import ns_to_stamp, stamp_to_ns
 from ..data.encodings import BadFrame, FrameDecoder
+
 
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
@@ -86,20 +88,20 @@ def write_bag(path: str | Path, frames: Iterable[Frame], rate_hz: float = CITYSC
     plugins = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
     if storage not in plugins:
         raise ValueError(f"storage must be one of {', '.join(plugins)}, got {storage!r}")
-    # rosbag2 names the data file after the folder, so the bag is written under its final name inside a
-    # temporary folder beside ``path``, then moved into place.
-    staging = path.with_name(f".{path.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    partial = staging / path.name
-    staging.mkdir(parents=True)
     types = TYPESTORE.types
     count = 0
+    # rosbag2 names the data file after the bag folder, so the bag is written under its final name inside a
+    # hidden staging folder, then moved into place: an interrupted run never leaves a bag that looks whole.
+    staging = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    partial = staging / path.name
     try:
         with Writer(partial, version=version, storage_plugin=plugins[storage]) as writer:
             connections = {}  # topic → connection, added on first use (no labels topic without labels)
             for count, frame in enumerate(frames, 1):
                 stamp = start_ns + round((count - 1) * 1e9 / rate_hz)
-                sec, nanosec = divmod(stamp, 10**9)
+                sec, nanosec = ns_to_stamp(stamp)
                 header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
                                                       frame_id=frame_id)
                 image = frame.image if encoding == "rgb8" else frame.image[..., ::-1]
@@ -250,7 +252,7 @@ def labelled_frames(path: str | Path, image_topic: str = IMAGE_TOPIC, labels_top
                 except Exception as error:  # rosbags raises assorted types for malformed CDR
                     raise BagError(f"{connection.topic} in {path}: a message after frame {yielded} does not "
                                    f"deserialize as {connection.msgtype} ({type(error).__name__}: {error})") from None
-                stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                stamp = stamp_to_ns(msg.header.stamp)
                 decoder = decoders[connection.topic]
                 try:
                     pixels, encoding = (decoder.compressed(msg) if connection.msgtype.endswith("CompressedImage")

@@ -25,7 +25,8 @@ from ..data.encodings import to_rgb
 from ..data.labels import IGNORE_INDEX, DatasetInfo, get_dataset_info
 from ..fileio import write_bytes_atomic
 from ..runtime.segmenter import Segmenter
-from ..tools.export import parse_size
+from ..common import parse_size
+from ..runtime.choices import BACKENDS, PRECISIONS
 from .bag import IMAGE_TOPIC, LABELS_TOPIC, BagError, labelled_frames
 from .metrics import ConfusionMatrix
 from .report import Samples, build_report, write_report
@@ -48,8 +49,8 @@ def parse_args(argv):
     p.add_argument("--model", help="registry name; default: the model the checkpoint names")
     p.add_argument("--weights", help="rtseg-train checkpoint or published state_dict")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--input-size", type=parse_size, help="network input HxW (default: the model's)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N frames (default: all)")
     p.add_argument("--samples", type=int, default=6, help="sample rows in samples.png (default 6; 0: none)")

@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # no display on robots and CI machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..common import percentiles  # noqa: E402
 from ..data.labels import DatasetInfo, colorize  # noqa: E402
 from ..fileio import write_bytes_atomic  # noqa: E402
 from .metrics import ConfusionMatrix  # noqa: E402
@@ -44,13 +45,11 @@ class Samples:
         return [item[1:] for item in self.items[::step][: self.limit]]
 
 
-def percentiles(values_ms: list[float]) -> dict | None:
+def latency_summary(values_ms: list[float]) -> dict | None:
     if not values_ms:
         return None
     v = np.asarray(values_ms, float)
-    return {"count": int(v.size), "mean": float(v.mean()), "p50": float(np.percentile(v, 50)),
-            "p90": float(np.percentile(v, 90)), "p95": float(np.percentile(v, 95)),
-            "p99": float(np.percentile(v, 99)), "max": float(v.max())}
+    return {"count": int(v.size), "mean": float(v.mean()), **percentiles(v, (50, 90, 95, 99)), "max": float(v.max())}
 
 
 def build_report(matrix: ConfusionMatrix, info: DatasetInfo, frames: dict, latency_ms: list[float] | None = None,
@@ -64,7 +63,7 @@ def build_report(matrix: ConfusionMatrix, info: DatasetInfo, frames: dict, laten
         "miou": summary["miou"],
         "pixel_accuracy": summary["pixel_accuracy"],
         "iou": summary["iou"],
-        "latency_ms": percentiles(latency_ms or []),
+        "latency_ms": latency_summary(latency_ms or []),
         "latency_definition": latency_definition if latency_ms else "",
         "confusion_matrix": matrix.matrix.tolist(),
     }
@@ -131,8 +130,7 @@ def _iou_png(report: dict, info: DatasetInfo) -> bytes:
 def _latency_png(latency_ms: list[float], definition: str) -> bytes:
     figure, axes = plt.subplots(figsize=(6, 3.5))
     axes.hist(latency_ms, bins=min(50, max(5, len(latency_ms) // 4)), color="tab:blue")
-    for name, q, style in (("p50", 50, "--"), ("p95", 95, ":")):
-        value = float(np.percentile(latency_ms, q))
+    for (name, value), style in zip(percentiles(latency_ms).items(), ("--", ":")):
         axes.axvline(value, color="black", linestyle=style, label=f"{name} {value:.1f} ms")
     axes.set_xlabel(f"latency, ms ({definition})")
     axes.set_ylabel("frames")

@@ -35,7 +35,8 @@ from torch import nn
 from torchvision.models import mobilenet_v3_large
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from ._common import load_backbone_weights, load_state_dict_file
+from ._common import load_backbone_weights
+from .checkpoint import load_state_dict_file
 from .registry import ModelEntry, PaperFigures, register
 
 

@@ -8,20 +8,21 @@ output stride 8.
 Attribute names follow the authors' code (ydhongHIT/DDRNet) so that published checkpoints load:
 
 * Cityscapes checkpoints (with the aux head ``seghead_extra``): ``model.load_state_dict(sd, strict=True)``
-  for an ``aux=True`` model, or ``load_official_checkpoint(model, path)`` for either kind.
+  for an ``aux=True`` model, or ``models.checkpoint.load_weights(model, path, name)`` for either kind
+  (it drops the aux head for an ``aux=False`` model).
 * ImageNet checkpoints of the classification variant: ``pretrained_backbone=<path>`` (or
   ``load_imagenet_trunk``) loads the whole dual-resolution trunk; DAPPM and the heads stay freshly initialised.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import load_state_dict_file, resize_like
+from ._common import resize_like
+from .checkpoint import load_state_dict_file
 from .registry import ModelEntry, PaperFigures, register, register_alias
 
 BN_MOMENTUM = 0.1
@@ -253,18 +254,6 @@ class DDRNet(nn.Module):
         return logits
 
 
-def load_official_checkpoint(model: DDRNet, checkpoint: str | Path | Mapping[str, torch.Tensor]) -> None:
-    """Load a published DDRNet Cityscapes checkpoint (a file, or a state_dict with official keys) strictly.
-
-    The official checkpoints include the aux head ``seghead_extra``; a model built with ``aux=False`` has
-    none, so those keys are dropped for it. Every other key and shape must match.
-    """
-    state = dict(checkpoint) if isinstance(checkpoint, Mapping) else load_state_dict_file(checkpoint)
-    if model.seghead_extra is None:
-        state = {k: v for k, v in state.items() if not k.startswith("seghead_extra.")}
-    model.load_state_dict(state, strict=True)
-
-
 def load_imagenet_trunk(model: DDRNet, path: str | Path) -> None:
     """Load an official ImageNet checkpoint (classification variant, paper Table I/II) into ``model``.
 
@@ -302,7 +291,7 @@ def ddrnet39(num_classes: int = 19, aux: bool = False, pretrained_backbone: str 
 _PAPER_NOTE = ("arXiv 2101.06085 (this version). GFLOPs are MACs at 1024x2048. FPS: 2080Ti, PyTorch 1.3, "
                "FP32, batch 1, BN after convs excluded.")
 _CHECKPOINT = ("ydhongHIT/DDRNet README (Google Drive): {} Cityscapes weights; strict=True with aux=True, "
-               "or load_official_checkpoint() for aux=False. ImageNet weights: pretrained_backbone=<path>.")
+               "or models.checkpoint.load_weights() for either. ImageNet weights: pretrained_backbone=<path>.")
 
 register(ModelEntry(
     name="ddrnet23_slim", builder=ddrnet23_slim,

@@ -21,7 +21,7 @@ from pathlib import Path
 from rtseg_ros.data.synth import write_dataset
 from rtseg_ros.ros import replay
 from rtseg_ros.tools import make_bag
-from rtseg_ros.tools.export import parse_size
+from rtseg_ros.common import parse_size
 from rtseg_ros.train.cli import main as train_main
 
 

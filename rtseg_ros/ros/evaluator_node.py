@@ -28,10 +28,11 @@ import rclpy
 import torch
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSPresetProfiles, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSPresetProfiles
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from rtseg_ros.common import stamp_to_ns
 from rtseg_ros.data.encodings import BadFrame, FrameDecoder, to_rgb
 from rtseg_ros.data.labels import get_dataset_info
 from rtseg_ros.eval.metrics import ConfusionMatrix
@@ -39,6 +40,7 @@ from rtseg_ros.eval.report import Samples, build_report, write_report
 from rtseg_ros.ros.conversions import dataset_from_class_info
 from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.ros.params import Param, declare
+from rtseg_ros.ros.qos import LATCHED_QOS, RELIABLE_QUEUE_QOS
 
 PARAMETERS = (
     Param("out_dir", "eval_out", "folder for report.json, report.md and the plots"),
@@ -53,14 +55,6 @@ PARAMETERS = (
     Param("exit_when_done", True, "exit after writing the report"),
 )
 LATENCY_DEFINITION = "prediction arrival - ground-truth arrival at the evaluator"
-RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.VOLATILE)
-LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def stamp_of(msg) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
 
 def labels_of(msg: Image, decoder: FrameDecoder) -> np.ndarray:
@@ -90,10 +84,10 @@ class Evaluator(Node):
         self.done_at = self.last_truth_at = None
         self.finished = False
 
-        self.prediction_sub = self.create_subscription(Image, "/segment_node/labels", self._on_prediction, RELIABLE)
+        self.prediction_sub = self.create_subscription(Image, "/segment_node/labels", self._on_prediction, RELIABLE_QUEUE_QOS)
         self.truth_sub = None  # created once predictions can reach us, see _on_timer
-        self.create_subscription(String, "/segment_node/class_info", self._on_class_info, LATCHED)
-        self.create_subscription(String, "/bag_player/done", self._on_done, LATCHED)
+        self.create_subscription(String, "/segment_node/class_info", self._on_class_info, LATCHED_QOS)
+        self.create_subscription(String, "/bag_player/done", self._on_done, LATCHED_QOS)
         if self.config["samples"]:
             self.create_subscription(Image, "/camera/image_raw", self._on_image, QoSPresetProfiles.SENSOR_DATA.value)
         self.create_timer(0.1, self._on_timer)
@@ -114,7 +108,7 @@ class Evaluator(Node):
         self.counts["images"] += 1
         if self.samples.wants(index):
             try:
-                self.images[stamp_of(msg)] = to_rgb(*self.decoder.image(msg))
+                self.images[stamp_to_ns(msg.header.stamp)] = to_rgb(*self.decoder.image(msg))
             except BadFrame:
                 pass  # samples are a courtesy; the metrics do not depend on them
             while len(self.images) > 4 * max(self.samples.limit, 1):
@@ -125,21 +119,21 @@ class Evaluator(Node):
         try:
             labels = labels_of(msg, self.decoder)
         except BadFrame as exc:
-            self.get_logger().error(f"ground truth at stamp {stamp_of(msg)} skipped: {exc}")
+            self.get_logger().error(f"ground truth at stamp {stamp_to_ns(msg.header.stamp)} skipped: {exc}")
             return
-        self.truth[stamp_of(msg)] = (labels, now, self.counts["ground_truth"])
+        self.truth[stamp_to_ns(msg.header.stamp)] = (labels, now, self.counts["ground_truth"])
         self.counts["ground_truth"] += 1
         self.last_truth_at = now
-        self._match(stamp_of(msg))
+        self._match(stamp_to_ns(msg.header.stamp))
 
     def _on_prediction(self, msg: Image) -> None:
         now = time.monotonic()
         try:
-            self.predictions[stamp_of(msg)] = (labels_of(msg, self.decoder), now)
+            self.predictions[stamp_to_ns(msg.header.stamp)] = (labels_of(msg, self.decoder), now)
         except BadFrame as exc:
-            self.get_logger().error(f"prediction at stamp {stamp_of(msg)} skipped: {exc}")
+            self.get_logger().error(f"prediction at stamp {stamp_to_ns(msg.header.stamp)} skipped: {exc}")
             return
-        self._match(stamp_of(msg))
+        self._match(stamp_to_ns(msg.header.stamp))
 
     # -- scoring -------------------------------------------------------------------------------------
     def _match(self, stamp: int) -> None:
@@ -182,7 +176,7 @@ class Evaluator(Node):
         # Ground truth is subscribed only once the node's labels publisher is matched: a player waiting for
         # this subscription (wait_for_evaluator) then never starts before predictions can reach us.
         if self.truth_sub is None and self.prediction_sub.get_publisher_count() > 0:
-            self.truth_sub = self.create_subscription(Image, "/camera/labels_gt", self._on_truth, RELIABLE)
+            self.truth_sub = self.create_subscription(Image, "/camera/labels_gt", self._on_truth, RELIABLE_QUEUE_QOS)
             self.get_logger().info("predictions publisher found; subscribed to the ground truth")
         now = time.monotonic()
         if self.done_at is not None:

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
+from rtseg_ros.ros.qos import INPUT_QOS
+from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
+
 Value = bool | int | float | str
 
 
@@ -37,8 +40,8 @@ PARAMETERS: tuple[Param, ...] = (
           choices=("cityscapes", "camvid")),
     Param("device", "auto", "auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N"),
     Param("backend", "torch", "inference backend (tensorrt: when the tensorrt package is importable)",
-          choices=("torch", "onnxruntime", "tensorrt")),
-    Param("precision", "fp32", "network precision", choices=("fp32", "fp16", "bf16")),
+          choices=BACKENDS),
+    Param("precision", "fp32", "network precision", choices=PRECISIONS),
     Param("input_width", 0, "network input width in pixels; 0 (with input_height 0): the model's default",
           range=(0, 8192)),
     Param("input_height", 0, "network input height in pixels; 0 (with input_width 0): the model's default",
@@ -58,7 +61,7 @@ PARAMETERS: tuple[Param, ...] = (
           "subscribers)", live=True),
     Param("overlay_alpha", 0.5, "weight of the class colours in ~/overlay", live=True, range=(0.0, 1.0)),
     Param("input_qos", "sensor_data", "QoS of the image subscription; sensor_data is best effort, depth 1, and "
-          "accepts every publisher", choices=("sensor_data", "reliable", "system_default")),
+          "accepts every publisher", choices=tuple(INPUT_QOS)),
     Param("max_fps", 0.0, "cap on frames segmented per second; 0: as fast as frames arrive", live=True,
           range=(0.0, 1000.0)),
     Param("max_age_ms", 0.0, "skip a frame older than this (node clock minus its header stamp) when its "

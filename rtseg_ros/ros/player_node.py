@@ -20,12 +20,12 @@ import time
 
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from rtseg_ros.eval.bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC, BagError, load_frames, restamped
 from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.ros.params import Param, declare
+from rtseg_ros.ros.qos import LATCHED_QOS, player_qos
 
 PARAMETERS = (
     Param("bag", "", "rosbag2 folder to replay (required)"),
@@ -46,8 +46,6 @@ PARAMETERS = (
     Param("qos", "reliable", "reliability of the published topics; reliable publishers also serve best-effort "
           "subscribers", choices=("reliable", "best_effort")),
 )
-DONE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def message_class(msgtype: str):
@@ -73,14 +71,12 @@ class BagPlayer(Node):
         self.contents = load_frames(c["bag"], topics, limit=c["limit"])
         if not self.contents.frames:
             raise BagError(f"bag {c['bag']} has no messages on {c['image_topic']}")
-        reliability = ReliabilityPolicy.RELIABLE if c["qos"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
         # depth 1 like a camera driver for images; the ground truth keeps a few so an evaluator loses none
         self.publishers_by_topic = {
-            topic: self.create_publisher(message_class(msgtype), topic, QoSProfile(
-                history=HistoryPolicy.KEEP_LAST, depth=1 if topic != c["labels_topic"] else 50,
-                reliability=reliability, durability=DurabilityPolicy.VOLATILE))
+            topic: self.create_publisher(message_class(msgtype), topic, player_qos(
+                c["qos"] == "reliable", depth=1 if topic != c["labels_topic"] else 50))
             for topic, msgtype in self.contents.topics.items()}
-        self.done_pub = self.create_publisher(String, "~/done", DONE_QOS)
+        self.done_pub = self.create_publisher(String, "~/done", LATCHED_QOS)
         self.published = 0
         size_mb = sum(len(raw) for f in self.contents.frames for _, raw in f.messages) / 2**20
         rate = f"{c['rate_hz']:g} Hz" if c["rate_hz"] > 0 else "recorded timing"

@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from rtseg_ros.tools.export import parse_size
+from rtseg_ros.common import parse_size
+from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
 
 
 def parse_args(argv):
@@ -26,8 +27,8 @@ def parse_args(argv):
     p.add_argument("--weights", default="", help="checkpoint for segment_node (empty: random weights)")
     p.add_argument("--model", default="", help="registry name (default: the checkpoint's model, else farsee)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--input-size", type=parse_size, help="network input HxW (default: the model's)")
     p.add_argument("--rate", type=float, default=0.0, help="frames per second; 0: the bag's recorded timing (default)")
     p.add_argument("--input-qos", default="reliable", choices=("reliable", "sensor_data"),

@@ -28,37 +28,23 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSPresetProfiles, QoSProfile, ReliabilityPolicy,
-                       qos_policy_name_from_kind)
+from rclpy.qos import QoSProfile, qos_policy_name_from_kind
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
+from rtseg_ros.common import stamp_to_ns
 from rtseg_ros.ros import params
 from rtseg_ros.data.encodings import BadFrame, FrameDecoder
 from rtseg_ros.ros.conversions import class_info_json, fill_image, scale_camera_info
 from rtseg_ros.ros.diagnostics import ERROR, OK, WARN, FrameStats, Limits, ThrottledLog, to_array, to_status
 from rtseg_ros.ros.node_main import node_main
+from rtseg_ros.ros.qos import DIAGNOSTICS_QOS, INPUT_QOS, LATCHED_QOS, OUTPUT_QOS
 from rtseg_ros.runtime.segmenter import STAGES, Segmenter, network_size
 
 IMAGE_OUTPUTS = ("labels", "color", "overlay", "confidence")
 ENCODING = {"labels": "mono8", "color": "rgb8", "overlay": "rgb8", "confidence": "mono8"}
 FLAG = {"color": "publish_color", "overlay": "publish_overlay", "confidence": "publish_confidence"}
 
-# Depth 1 everywhere on input: the DDS reader itself keeps only the newest frame.
-INPUT_QOS = {
-    "sensor_data": QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
-                              durability=DurabilityPolicy.VOLATILE),
-    "reliable": QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.VOLATILE),
-    "system_default": QoSPresetProfiles.SYSTEM_DEFAULT.value,
-}
-# Reliable + volatile is compatible with best-effort and reliable subscribers alike (RViz, rosbag, tools).
-OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.VOLATILE)
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.VOLATILE)
 # Start-up failures the user can fix; reported as one line, no traceback.
 STARTUP_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError, ImportError, ParameterException)
 
@@ -277,7 +263,7 @@ class SegmentNode(Node):
 
     def _process(self, msg, received_ns: int) -> None:
         t0 = time.perf_counter()
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp_ns = stamp_to_ns(msg.header.stamp)
         max_age_ms = self.live["max_age_ms"]
         if max_age_ms and stamp_ns and (self.get_clock().now().nanoseconds - stamp_ns) / 1e6 > max_age_ms:
             self.stats.count("stale")  # too old to act on by the time inference would start

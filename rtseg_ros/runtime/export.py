@@ -1,14 +1,14 @@
 """ONNX export of a segmentation network, with a numerical parity check against PyTorch."""
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from rtseg_ros.fileio import atomic_path
 
 DEFAULT_OPSET = 17
 
@@ -19,28 +19,19 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int],
 
     Written to a temporary file first and renamed, so an interrupted export leaves no broken file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     sample = torch.zeros(1, 3, *input_size)
     dynamic_axes = {"image": {0: "batch"}, "logits": {0: "batch"}}
     if dynamic_size:
         dynamic_axes["image"].update({2: "height", 3: "width"})
         dynamic_axes["logits"].update({2: "out_height", 3: "out_width"})
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # The TorchScript exporter handles data-dependent resize sizes without export-time
-            # shape constraints and is several times faster than the dynamo exporter.
-            warnings.simplefilter("ignore", category=DeprecationWarning)
-            torch.onnx.export(model, (sample,), tmp, opset_version=opset, input_names=["image"],
-                              output_names=["logits"], dynamic_axes=dynamic_axes, dynamo=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter handles data-dependent resize sizes without export-time
+        # shape constraints and is several times faster than the dynamo exporter.
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        torch.onnx.export(model, (sample,), str(tmp), opset_version=opset, input_names=["image"],
+                          output_names=["logits"], dynamic_axes=dynamic_axes, dynamo=False)
+    return Path(path)
 
 
 def onnx_parity(model: nn.Module, onnx_path: str | Path, x: torch.Tensor) -> float:

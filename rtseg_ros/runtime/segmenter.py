@@ -17,17 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rtseg_ros.data.encodings import DIRECT
 from rtseg_ros.data.labels import DatasetInfo
+from rtseg_ros.runtime.choices import BACKENDS, PRECISION_DTYPES
 from rtseg_ros.runtime.folding import fold_batchnorm
 from rtseg_ros.runtime.weights import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
 
-# Channel order that turns each encoding into RGB.
-ENCODINGS = {"rgb8": (0, 1, 2), "bgr8": (2, 1, 0), "rgba8": (0, 1, 2), "bgra8": (2, 1, 0), "mono8": (0, 0, 0)}
-CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 OUTPUTS = ("labels", "color", "overlay", "confidence")
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {precision: getattr(torch, dtype) for precision, dtype in PRECISION_DTYPES.items()}
 STAGES = ("upload", "preprocess", "inference", "postprocess", "download")
 
 
@@ -139,18 +138,18 @@ class Segmenter:
             return backends.OnnxRuntimeRunner(network, self.device, self.loaded, self.engine_cache_dir)
         if self.backend_name == "tensorrt":
             return backends.TensorRTRunner(network, self.device, self.loaded, self.precision, self.engine_cache_dir)
-        raise ValueError(f"backend must be 'torch', 'onnxruntime' or 'tensorrt', got {self.backend_name!r}")
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend_name!r}")
 
     # -- buffers -------------------------------------------------------------------------------------
     def _allocate(self, height: int, width: int, encoding: str, outputs: tuple[str, ...]) -> None:
         dev, pinned = self.device, self.device.type == "cuda"
-        channels = CHANNELS[encoding]
+        channels = DIRECT[encoding].channels
         self.net_hw = network_size((height, width), self.input_size, self.keep_aspect)
         self.out_hw = (height, width) if self.output_resolution == "input" else self.net_hw
         oh, ow = self.out_hw
         self.host_in = torch.empty((height, width, channels), dtype=torch.uint8, pin_memory=pinned)
         self.dev_in = self.host_in if dev.type == "cpu" else torch.empty_like(self.host_in, device=dev)
-        self._perm = torch.tensor(ENCODINGS[encoding], device=dev)
+        self._perm = torch.tensor(DIRECT[encoding].rgb, device=dev)
         self.dev_rgb = torch.empty((1, 3, height, width), dtype=torch.float32, device=dev)
         shapes = {"labels": (oh, ow), "color": (oh, ow, 3), "overlay": (oh, ow, 3), "confidence": (oh, ow)}
         self.dev_out = {name: torch.empty(shapes[name], dtype=torch.uint8, device=dev) for name in outputs}
@@ -194,12 +193,12 @@ class Segmenter:
     def __call__(self, image: np.ndarray, encoding: str = "rgb8", outputs: tuple[str, ...] = ("labels",),
                  overlay_alpha: float = 0.5) -> SegmentationResult:
         """Segment one H×W×C uint8 frame (C = 1 for mono8, 3 or 4 otherwise)."""
-        if encoding not in ENCODINGS:
-            raise UnsupportedEncoding(f"unsupported encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+        if encoding not in DIRECT:
+            raise UnsupportedEncoding(f"unsupported encoding {encoding!r}; supported: {', '.join(DIRECT)}")
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[..., None]
-        channels = CHANNELS[encoding]
+        channels = DIRECT[encoding].channels
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != channels or 0 in image.shape:
             raise ValueError(f"{encoding} frame must be a non-empty H×W×{channels} uint8 array, "
                              f"got {image.shape} {image.dtype}")

@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rtseg_ros.common import parse_size
+from rtseg_ros.runtime.choices import PRECISIONS
 from rtseg_ros.runtime.export import DEFAULT_OPSET, export_onnx, onnx_parity
 from rtseg_ros.runtime.weights import load_model
 
@@ -24,16 +26,6 @@ class WithArgmax(nn.Module):
         return logits.argmax(1).to(torch.uint8)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like HEIGHTxWIDTH (e.g. 512x1024), got {text!r}") from None
-    if height <= 0 or width <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return height, width
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rtseg-export", description=__doc__.split("``: ")[-1])
     parser.add_argument("--model", help="registry name (omit when --weights is an rtseg-train checkpoint)")
@@ -44,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--argmax", action="store_true", help="bake upsampling + argmax in: output uint8 labels")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--build-engine", action="store_true", help="also build (and cache) the TensorRT engine")
-    parser.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "bf16"), help="TensorRT precision")
+    parser.add_argument("--precision", default="fp16", choices=PRECISIONS, help="TensorRT precision")
     parser.add_argument("--engine-cache-dir", help="where engines are cached (default ~/.cache/rtseg_ros/engines)")
     args = parser.parse_args(argv)
     if args.model is None and args.weights is None:

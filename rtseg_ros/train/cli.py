@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..data.datasets import DatasetLayoutError
 from ..models.registry import get_entry
-from .checkpoint import CheckpointError, load_checkpoint
+from ..models.checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, available_recipes, find_recipe, load_yaml, parse_override, resolve
 from .data import DataCheckError
 

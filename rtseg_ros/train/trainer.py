@@ -3,7 +3,7 @@
 Everything that can be wrong with the inputs (config, model name, data folders, label files, resume
 checkpoint) is checked before the first iteration. Rank 0 alone writes the run folder:
 
-``config.yaml`` (resolved config), ``last.pt`` / ``best.pt`` (see :mod:`.checkpoint`), ``train_log.csv``,
+``config.yaml`` (resolved config), ``last.pt`` / ``best.pt`` (see :mod:`rtseg_ros.models.checkpoint`), ``train_log.csv``,
 ``val_log.csv`` and ``tb/`` (TensorBoard).
 """
 from __future__ import annotations
@@ -29,9 +29,9 @@ from tqdm import tqdm
 from ..data.datasets import DatasetLayoutError
 from ..data.labels import DatasetInfo, colorize, get_dataset_info
 from ..eval.metrics import ConfusionMatrix
+from ..models.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
 from ..models.registry import ModelEntry, build_model, get_entry
-from .checkpoint import (CheckpointError, check_compatible, load_checkpoint, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import rng_state, set_rng_state
 from .config import ConfigError, save_yaml
 from .data import DataCheckError, TrainSampler, TrainSet, ValSet, check_split, open_splits, worker_error_message
 from .losses import build_loss

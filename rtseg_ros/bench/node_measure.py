@@ -14,7 +14,7 @@ overlaps the input's). Then
 ``find_peak`` runs the same two targets at rising rates (ros2_benchmark's peak throughput: the highest
 rate at which fewer than 5 % of frames are lost).
 
-The relay is also the subcommand ``python -m rtseg_ros.ros.bench relay HxW OUTPUTS DELAY_MS``.
+The relay is also the subcommand ``python -m rtseg_ros.bench.node_measure relay HxW OUTPUTS DELAY_MS``.
 """
 from __future__ import annotations
 
@@ -35,12 +35,14 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from sensor_msgs.msg import Image
 
-from rtseg_ros.ros.segment_node import ENCODING, INPUT_QOS, OUTPUT_QOS
-from rtseg_ros.tools.bench import rss_mib
+from rtseg_ros.bench.node import search_peak
+from rtseg_ros.data.encodings import DIRECT
+from rtseg_ros.common import ns_to_stamp, percentiles, rss_mib, stamp_to_ns
+from rtseg_ros.ros.qos import INPUT_QOS, OUTPUT_QOS
+from rtseg_ros.ros.segment_node import ENCODING
 
 INPUT_TOPIC = "/rtseg_bench/image"
 TARGET = "rtseg_bench_target"
-CHANNELS = {"mono8": 1, "rgb8": 3}
 
 
 @dataclass
@@ -55,7 +57,7 @@ class Run:
 
 
 def _now_stamp(msg: Image) -> None:
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(time.time_ns())
 
 
 class Harness:
@@ -92,8 +94,7 @@ class Harness:
         # DDS's reception time, not this callback's: the harness's own publishing must not delay the clock
         received = info["received_timestamp"] or time.time_ns()
         with self._lock:
-            self._arrivals.setdefault(msg.header.frame_id, {})[name] = received - (
-                msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+            self._arrivals.setdefault(msg.header.frame_id, {})[name] = received - stamp_to_ns(msg.header.stamp)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -174,10 +175,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"p50": float("nan"), "p95": float("nan"), "max": float("nan")}
-    p50, p95 = np.percentile(values, [50, 95])
-    return {"p50": float(p50), "p95": float(p95), "max": float(max(values))}
+    return {**percentiles(values), "max": float(max(values)) if values else float("nan")}
 
 
 @contextmanager
@@ -216,7 +214,7 @@ def _node_command(outputs: tuple[str, ...], node_params: dict) -> list[str]:
 
 def measure(sizes, rate_hz: float, frames: int, warmup: int, outputs: tuple[str, ...], node_params: dict,
             domain_id: int, bare: bool = True) -> list[dict]:
-    """One row per (size): relay and node at the same rate; see ``rtseg_ros.tools.bench_node``."""
+    """One row per (size): relay and node at the same rate; see ``rtseg_ros.bench.node``."""
     harness = Harness(domain_id)
     harness.listen(outputs)
     rows = []
@@ -252,24 +250,8 @@ def measure(sizes, rate_hz: float, frames: int, warmup: int, outputs: tuple[str,
     return rows
 
 
-def search_peak(passes, low_hz: float, high_hz: float, bisections: int) -> tuple[float | None, float | None]:
-    """(highest passing rate, lowest failing rate) of ``passes(rate)``: doubling from ``low_hz`` up to
-    ``high_hz``, then ``bisections`` geometric bisections of the bracket. None where no probe passed/failed."""
-    good, bad, rate = None, None, low_hz
-    while rate <= high_hz:
-        if not passes(rate):
-            bad = rate
-            break
-        good, rate = rate, 2 * rate
-    if good is not None and bad is not None:
-        for _ in range(bisections):
-            middle = (good * bad) ** 0.5
-            good, bad = (middle, bad) if passes(middle) else (good, middle)
-    return good, bad
-
-
 def _relay_command(height: int, width: int, outputs: tuple[str, ...], hold_ms: float) -> list[str]:
-    return [sys.executable, "-m", "rtseg_ros.ros.bench", "relay", f"{height}x{width}", ",".join(outputs),
+    return [sys.executable, "-m", "rtseg_ros.bench.node_measure", "relay", f"{height}x{width}", ",".join(outputs),
             f"{hold_ms:.3f}", "--ros-args", "-r", f"__node:={TARGET}", "-r", f"image:={INPUT_TOPIC}"]
 
 
@@ -332,7 +314,7 @@ def relay_main(argv: list[str]) -> int:
     messages = {}
     for name in outputs:
         encoding = ENCODING[name]
-        step = width * CHANNELS[encoding]
+        step = width * DIRECT[encoding].channels
         messages[name] = Image(height=height, width=width, encoding=encoding, step=step,
                                data=array.array("B", bytes(step * height)))
 
@@ -358,4 +340,4 @@ def relay_main(argv: list[str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "relay":
         sys.exit(relay_main(sys.argv[2:]))
-    sys.exit("usage: python -m rtseg_ros.ros.bench relay HxW OUTPUTS DELAY_MS [--ros-args ...]")
+    sys.exit("usage: python -m rtseg_ros.bench.node_measure relay HxW OUTPUTS DELAY_MS [--ros-args ...]")

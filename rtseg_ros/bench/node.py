@@ -5,7 +5,7 @@ own time in that run), then through a relay that only receives the image and, af
 Segmenter time, publishes same-sized outputs (bare rclpy transport under the same timing). The node's
 overhead is what remains: node latency p50 - bare transport p50 - Segmenter p50. Memory is the node's
 resident size after warm-up and at the end. ROS (rclpy and the message packages) is needed only when this
-runs; see ``rtseg_ros.ros.bench`` for the method.
+runs; see ``rtseg_ros.bench.node_measure`` for the method.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def bench_node(sizes=SIZES, rate_hz: float = 10.0, frames: int = 300, warmup: in
     nor publishing, ``node_decode_ms``, ``node_publish_ms``), ``bare_received``/
     ``node_received`` (frames whose outputs all came back), ``node_rss_mb_start``/``node_rss_mb_end``.
     """
-    from rtseg_ros.ros.bench import measure  # needs rclpy: imported only when run
+    from rtseg_ros.bench.node_measure import measure  # needs rclpy: imported only when run
 
     params = {**NODE_PARAMS, **(node_params or {})}
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0")) if domain_id is None else domain_id
@@ -66,12 +66,28 @@ def peak_rate(sizes=SIZES, outputs: tuple[str, ...] = ("labels",), node_params: 
     ``range``: ``high_hz`` passed), ``segmenter_p50_ms`` (the node's), ``probes`` (``rate_hz``, ``sent_hz``,
     ``frames``, ``received``, ``drop_pct``, ``latency_ms``, ``result`` per probe, in the order run).
     """
-    from rtseg_ros.ros.bench import find_peak  # needs rclpy: imported only when run
+    from rtseg_ros.bench.node_measure import find_peak  # needs rclpy: imported only when run
 
     params = {**NODE_PARAMS, **(node_params or {})}
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0")) if domain_id is None else domain_id
     return [find_peak(size, tuple(outputs), params, domain, probe_s, warmup, low_hz, high_hz, max_drop,
                       bisections, bare) for size in sizes]
+
+
+def search_peak(passes, low_hz: float, high_hz: float, bisections: int) -> tuple[float | None, float | None]:
+    """(highest passing rate, lowest failing rate) of ``passes(rate)``: doubling from ``low_hz`` up to
+    ``high_hz``, then ``bisections`` geometric bisections of the bracket. None where no probe passed/failed."""
+    good, bad, rate = None, None, low_hz
+    while rate <= high_hz:
+        if not passes(rate):
+            bad = rate
+            break
+        good, rate = rate, 2 * rate
+    if good is not None and bad is not None:
+        for _ in range(bisections):
+            middle = (good * bad) ** 0.5
+            good, bad = (middle, bad) if passes(middle) else (good, middle)
+    return good, bad
 
 
 def peak_table(rows: list[dict]) -> str:

@@ -1,0 +1,6 @@
+"""Benchmarks behind ``rtseg-bench`` (top layer: may import every other package).
+
+``pipeline`` (Segmenter vs a naive loop), ``models`` (network forward speed), ``node`` (the running
+segment_node vs bare rclpy transport; its rclpy part, ``node_measure``, is imported only when run) and
+``cli`` (the command line).
+"""

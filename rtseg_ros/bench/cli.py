@@ -1,0 +1,74 @@
+"""``rtseg-bench``: speed and memory, always beside a baseline measured in the same run.
+
+  --pipeline  the Segmenter against a naive loop (per-frame tensors, OpenCV/NumPy pre- and
+              post-processing on the CPU, eager fp32, full-resolution logits brought back), same frames
+  --models    network forward speed by the papers' protocol (batch 1, warm-up, synchronised timing),
+              per model, precision and CUDA-graph setting
+  --node      the running ROS node: end-to-end latency vs bare rclpy transport and the Segmenter alone,
+              at fixed input rates (--rates); with --peak, the highest rate losing < 5 % of frames
+Prints a Markdown table and writes JSON (``--json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from rtseg_ros.bench.models import bench_models, models_table
+from rtseg_ros.bench.pipeline import bench_pipeline, pipeline_table
+from rtseg_ros.common import parse_size
+from rtseg_ros.models import available_models
+from rtseg_ros.runtime.choices import PRECISIONS
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="rtseg-bench", description=__doc__.split("``: ")[-1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--pipeline", action="store_true", help="Segmenter vs naive loop on the same frames")
+    mode.add_argument("--models", nargs="*", metavar="MODEL", help="forward speed per model (none named: all)")
+    mode.add_argument("--node", action="store_true", help="the ROS node vs bare transport and the Segmenter")
+    parser.add_argument("--model", default="farsee", help="model for --pipeline/--node (default farsee)")
+    parser.add_argument("--size", type=parse_size, nargs="+",
+                        help="frame size(s) H x W (default: 1024x2048; --node: 480x640 720x1280 1024x2048)")
+    parser.add_argument("--input-size", type=parse_size, help="network input H x W (default: the model's)")
+    parser.add_argument("--frames", type=int, default=20, help="timed frames per configuration (default 20)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS)
+    parser.add_argument("--graphs", nargs="+", default=["off"], choices=("on", "off"), help="CUDA graphs (--models)")
+    parser.add_argument("--rates", type=float, nargs="+", default=[10.0], help="input rates in Hz (--node, default 10)")
+    parser.add_argument("--peak", action="store_true",
+                        help="--node: search the highest input rate with < 5 %% of frames lost, per size")
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="segment_node parameter for --node (repeatable), e.g. device:=cuda")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    sizes = args.size or [(1024, 2048)]
+
+    if args.pipeline:
+        rows = [bench_pipeline(args.model, size, args.frames, args.device, p, args.input_size)
+                for size in sizes for p in args.precision]
+        print(pipeline_table(rows))
+    elif args.models is not None:
+        rows = bench_models(args.models or available_models(), sizes, args.device, args.precision,
+                            [g == "on" for g in args.graphs])
+        print(models_table(rows))
+    else:
+        from rtseg_ros.bench.node import SIZES, bench_node, markdown_table, peak_rate, peak_table
+
+        params = {"model": args.model, **dict(p.split(":=", 1) for p in args.node_param)}
+        if args.peak:
+            rows = peak_rate(args.size or SIZES, node_params=params)
+            print(peak_table(rows))
+        else:
+            rows = [row for rate in args.rates
+                    for row in bench_node(args.size or SIZES, rate_hz=rate, frames=args.frames, node_params=params)]
+            print(markdown_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""``rtseg-bench --models``: network forward speed by the papers' protocol (batch 1, warm-up, synchronised
+timing), per model, precision and CUDA-graph setting, beside the network as built in the same run."""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+
+from rtseg_ros.models import build_model, get_entry
+from rtseg_ros.runtime.folding import fold_batchnorm
+from rtseg_ros.runtime.segmenter import DTYPES
+
+
+def bench_models(models: list[str], sizes: list[tuple[int, int]], device: str, precisions: list[str],
+                 graphs: list[bool], seconds: float = 3.0) -> list[dict]:
+    """Forward-only FPS, batch 1, random input, warm-up, synchronised (DDRNet/PIDNet speed protocol), of the
+    optimised network (BN folded, channels_last, each precision, CUDA graph on/off) beside the network as
+    built (eager fp32, NCHW, BN unfolded) at the same size in the same run."""
+    rows = []
+    for name in models:
+        eager = build_model(name).eval()
+        eager.upsample_logits = True
+        folded, _ = fold_batchnorm(eager, torch.randn(1, 3, 128, 256))
+        eager.to(device)
+        paper = get_entry(name).paper
+        for size in sizes:
+            x = torch.randn(1, 3, *size, device=device)
+            eager_fps = _fps(lambda: eager(x), device, seconds)
+            for precision in precisions:
+                dtype = DTYPES[precision]
+                net = copy.deepcopy(folded).to(device, dtype).to(memory_format=torch.channels_last)
+                xc = x.to(dtype).contiguous(memory_format=torch.channels_last)
+                for use_graph in graphs if device.startswith("cuda") else [False]:
+                    fps = _fps(_graphed(net, xc) if use_graph else (lambda: net(xc)), device, seconds)
+                    rows.append({"model": name, "size": list(size), "precision": precision, "cuda_graph": use_graph,
+                                 "fps": fps, "ms": 1e3 / fps, "eager_fp32_fps": eager_fps, "speedup": fps / eager_fps,
+                                 "paper_fps": paper.fps, "paper_resolution": list(paper.resolution or ()),
+                                 "paper_gpu": paper.gpu, "device": _device_name(device)})
+    return rows
+
+
+@torch.no_grad()
+def _fps(run, device: str, seconds: float) -> float:
+    for _ in range(10):
+        run()
+    _sync(device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run()
+        count += 1
+    _sync(device)
+    return count / (time.perf_counter() - start)
+
+
+def _graphed(net, x):
+    with torch.no_grad():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                net(x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            net(x)
+    return graph.replay
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def models_table(rows: list[dict]) -> str:
+    lines = ["| model | input | precision | CUDA graph | FPS | ms | eager fp32 FPS (same run) | speed-up | paper FPS (GPU, H×W) | device |",
+             "|---|---|---|---|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        paper = (f"{r['paper_fps']} ({r['paper_gpu']}, {'×'.join(map(str, r['paper_resolution']))})"
+                 if r["paper_fps"] else "-")
+        lines.append(f"| {r['model']} | {r['size'][0]}×{r['size'][1]} | {r['precision']} | "
+                     f"{'on' if r['cuda_graph'] else 'off'} | {r['fps']:.1f} | {r['ms']:.2f} | {r['eager_fp32_fps']:.1f} | "
+                     f"{r['speedup']:.2f}× | {paper} | {r['device']} |")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""Small helpers every layer may use: image sizes on command lines, process memory, percentiles, stamps.
+
+Bottom layer: imports nothing from rtseg_ros (and no ROS), so any module can take these from here.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Iterable
+
+import numpy as np
+
+NS_PER_S = 1_000_000_000
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"HxW"`` (e.g. ``512x1024``) → ``(H, W)``; an ``argparse`` type, so errors read as usage errors."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like HEIGHTxWIDTH (e.g. 512x1024), got {text!r}") from None
+    if height <= 0 or width <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return height, width
+
+
+def rss_mib(pid: int | str = "self") -> float:
+    """Resident memory of a process in MiB (Linux ``/proc``); this process by default."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def percentiles(values: Iterable[float], qs: Iterable[float] = (50, 95)) -> dict[str, float]:
+    """``{"p50": ..., "p95": ...}`` for each q in ``qs``, by NumPy's default definition (linear
+    interpolation between closest ranks), the one every figure in this package uses; NaN without values."""
+    qs = tuple(qs)
+    values = np.asarray(list(values), dtype=float)
+    found = np.percentile(values, qs) if values.size else np.full(len(qs), np.nan)
+    return {f"p{q:g}": float(v) for q, v in zip(qs, found)}
+
+
+def stamp_to_ns(stamp) -> int:
+    """A ``builtin_interfaces/Time``-like object (``sec``, ``nanosec``; rclpy or rosbags) → integer ns."""
+    return stamp.sec * NS_PER_S + stamp.nanosec
+
+
+def ns_to_stamp(ns: int) -> tuple[int, int]:
+    """Integer ns → ``(sec, nanosec)`` for a ``builtin_interfaces/Time``."""
+    return divmod(ns, NS_PER_S)
