@@ -99,11 +99,13 @@ def test_colcon_build(tmp_path):
         assert (prefix / "lib" / "rtseg_ros" / line.split("=")[0].strip()).is_file()
     # the installed copy, run from elsewhere, finds its training recipes (package data, not the source tree)
     site = next(prefix.glob("lib/python3*/site-packages"))
+    # ... and its shipped weights, verified by name
     code = ("import rtseg_ros.train.config as c; print(c.__file__); "
-            "print(c.find_recipe('sgcpnet', 'camvid')); print(len(c.available_recipes()))")
+            "print(c.find_recipe('sgcpnet', 'camvid')); print(len(c.available_recipes())); "
+            "from rtseg_ros.models import pretrained as p; print(p.resolve_weights(p.DEFAULT))")
     lines = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)},
                            capture_output=True, text=True, check=True).stdout.split()
-    assert all(Path(line).is_relative_to(site) for line in lines[:2]), lines
+    assert all(Path(line).is_relative_to(site) for line in lines[:2] + lines[3:]), lines
     assert int(lines[2]) == len(list((ROOT / "rtseg_ros" / "train" / "recipes").glob("*.yaml")))
 
 

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..fileio import write_atomic
+from .pretrained import resolve_weights
 from .registry import build_model, get_entry
 
 FORMAT = "rtseg_ros/1"
@@ -54,8 +55,11 @@ class CheckpointError(ValueError):
 # --------------------------------------------------------------------------------------------- reading
 def read_checkpoint(path: str | Path, what: str = "weights file"):
     """``torch.load(weights_only=True)`` on CPU, with one-line messages a user understands (``what`` names
-    the file in them). A file that holds Python objects other than tensors is refused, never unpickled."""
-    path = Path(path)
+    the file in them). A file that holds Python objects other than tensors is refused, never unpickled.
+    ``path`` may also name weights shipped with the package (``sgcpnet_camvid``), checked by sha256."""
+    path = resolve_weights(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{what} {path} is a folder; give the checkpoint file inside it (e.g. {path}/best.pt)")
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
@@ -126,6 +130,12 @@ def _check_format(checkpoint, source: str) -> None:
 def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
     """Write ``checkpoint`` (with ``format`` added) to ``path`` atomically: a kill leaves the previous file."""
     return write_atomic(path, lambda f: torch.save({"format": FORMAT, **checkpoint}, f))
+
+
+def inference_checkpoint(checkpoint: dict) -> dict:
+    """``checkpoint`` without what only resuming a training run needs (optimizer, scheduler, RNG state):
+    what the package ships, a quarter of the size."""
+    return {k: v for k, v in checkpoint.items() if k == "state_dict" or k not in RESUME_KEYS}
 
 
 # --------------------------------------------------------------------------------------------- loading

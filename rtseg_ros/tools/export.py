@@ -1,5 +1,5 @@
 """``rtseg-export``: export a network to ONNX (optionally with argmax baked in) and check its parity,
-or build a TensorRT engine ahead of time."""
+build a TensorRT engine ahead of time, or write a checkpoint without its training state."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from rtseg_ros.common import parse_size
+from rtseg_ros.models.checkpoint import inference_checkpoint, load_checkpoint, save_checkpoint
+from rtseg_ros.models.pretrained import file_sha256
 from rtseg_ros.runtime.choices import PRECISIONS
 from rtseg_ros.runtime.export import DEFAULT_OPSET, export_onnx, onnx_parity
 from rtseg_ros.runtime.weights import load_model
@@ -38,9 +40,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--build-engine", action="store_true", help="also build (and cache) the TensorRT engine")
     parser.add_argument("--precision", default="fp16", choices=PRECISIONS, help="TensorRT precision")
     parser.add_argument("--engine-cache-dir", help="where engines are cached (default ~/.cache/rtseg_ros/engines)")
+    parser.add_argument("--inference-checkpoint", type=Path, metavar="OUT",
+                        help="instead of ONNX: write the rtseg-train checkpoint --weights without its optimizer and "
+                             "RNG state (what the package ships in rtseg_ros/models/weights)")
     args = parser.parse_args(argv)
     if args.model is None and args.weights is None:
         parser.error("give --model, or --weights with an rtseg-train checkpoint")
+    if args.inference_checkpoint:
+        try:
+            checkpoint = inference_checkpoint(load_checkpoint(args.weights))
+        except (ValueError, FileNotFoundError) as exc:
+            parser.exit(2, f"rtseg-export: {exc}\n")
+        save_checkpoint(checkpoint, args.inference_checkpoint)
+        print(f"wrote {args.inference_checkpoint} ({checkpoint['model']}, {checkpoint['num_classes']} classes, "
+              f"iteration {checkpoint.get('iteration')}); sha256 {file_sha256(args.inference_checkpoint)}")
+        return
 
     try:
         loaded = load_model(args.model, args.weights, num_classes=args.num_classes)

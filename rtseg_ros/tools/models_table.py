@@ -5,6 +5,7 @@ import argparse
 import json
 
 from rtseg_ros.models import available_models, build_model, get_entry
+from rtseg_ros.models import pretrained
 from rtseg_ros.models.complexity import count_macs, count_params
 
 FULL_FRAME = (1024, 2048)
@@ -55,7 +56,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     args = parser.parse_args(argv)
     rows = model_rows(args.num_classes)
-    print(json.dumps(rows, indent=2) if args.json else markdown_table(rows))
+    if args.json:
+        print(json.dumps({"models": rows, "shipped_weights": [{**vars(w), "path": str(w.path)}
+                                                             for w in pretrained.SHIPPED]}, indent=2))
+    else:
+        print(markdown_table(rows) + "\n\nWeights shipped with the package (weights:=<name>):\n\n"
+              + pretrained.markdown_table())
 
 
 if __name__ == "__main__":
