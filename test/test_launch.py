@@ -100,7 +100,7 @@ def test_replay_launch_starts_what_rtseg_replay_starts():
     """replay.launch.py and rtseg-replay (its stand-in without ros2 launch) start the same three console
     scripts under the names and topics the evaluator expects."""
     pytest.importorskip("rclpy", reason="ROS 2 wheels not installed")
-    from rtseg_ros.ros import replay
+    from rtseg_ros.apps import replay
 
     arguments = launch_arguments(REPLAY)
     assert {"bag", "model", "weights", "device", "rate", "input_qos", "out_dir", "samples"} <= set(arguments)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from ..models.registry import get_entry
+
 DEFAULTS: dict = {
     "model": {
         "name": None,
@@ -115,6 +117,11 @@ def find_recipe(model: str, dataset: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def find_model_recipe(model: str, dataset: str) -> Path | None:
+    """The recipe for ``model`` (a registry name or an alias of one) on ``dataset``, or None."""
+    return find_recipe(model, dataset) or find_recipe(get_entry(model).name, dataset)
 
 
 def load_yaml(path: str | Path) -> dict:
