@@ -27,7 +27,8 @@ from std_msgs.msg import String  # noqa: E402
 
 from rtseg_ros.ros import params  # noqa: E402
 from rtseg_ros.ros.conversions import array_of  # noqa: E402
-from rtseg_ros.ros.diagnostics import ERROR, OK, WARN, FrameStats, Limits, ThrottledLog  # noqa: E402
+from rtseg_ros.ros.diagnostics import (ERROR, OK, WARN, FrameStats, Limits, ThrottledLog,  # noqa: E402
+                                       segmentation_status)
 from rtseg_ros.ros.segment_node import SegmentNode, StartupError  # noqa: E402
 
 # This module's own DDS domain (other test modules use others), varied by process so that two test runs
@@ -107,6 +108,34 @@ def test_frame_stats_window_and_levels():
     report = stats.report(Limits())
     assert report.level == WARN and "1 of 1 frames skipped as older than max_age_ms" in report.message
     assert report.values["frames_stale"] == "1"
+
+
+def test_segmentation_status_levels_facts_and_name():
+    facts = {"model": "farsee", "backend": "torch", "device": "cpu", "precision": "fp32", "weights": "w.pt"}
+    config = {**params.DEFAULTS, "input_qos": "sensor_data"}
+    live = {p.name: config[p.name] for p in params.PARAMETERS if p.live}
+
+    def status(random_weights=False, qos_problems=None, received=5, enabled=True, input_hz=1.0):
+        stats = FrameStats(clock=lambda: 1.0)
+        report = stats.report(Limits())
+        report.values["input_hz"] = f"{input_hz:.2f}"
+        return segmentation_status(report, node_fqn="/robot1/segment_node", segmenter_facts=facts,
+                                   random_weights=random_weights, config=config, live={**live, "enabled": enabled},
+                                   input_topic="/cam/image", qos_problems=qos_problems or {},
+                                   frames_received=received, network_input=(64, 96), image=None)
+
+    ok = status()
+    values = {kv.key: kv.value for kv in ok.values}
+    assert ok.name == "/robot1/segment_node: segmentation" and ok.hardware_id == "cpu"
+    assert ok.level == bytes([OK]) and values["network_input"] == "64x96" and values["image"] == "none yet"
+    assert values["random_weights"] == "false" and values["input_qos"] == "sensor_data"
+    assert status(random_weights=True).level == bytes([WARN])
+    assert status(received=0).level == bytes([WARN]) and "no frames received yet" in status(received=0).message
+    disabled = status(received=0, enabled=False)
+    assert disabled.level == bytes([OK]) and "disabled" in disabled.message
+    assert status(qos_problems={"input": "x"}, input_hz=0.0).level == bytes([ERROR])  # it keeps every frame away
+    assert status(qos_problems={"input": "x"}, input_hz=2.0).level == bytes([WARN])
+    assert status(qos_problems={"labels": "y"}).level == bytes([WARN])
 
 
 # -- the node through DDS ------------------------------------------------------------------------------
