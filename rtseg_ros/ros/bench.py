@@ -35,6 +35,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from sensor_msgs.msg import Image
 
+from rtseg_ros.ros.diagnostics import status_name
 from rtseg_ros.ros.segment_node import ENCODING, INPUT_QOS, OUTPUT_QOS
 from rtseg_ros.tools.bench import rss_mib
 
@@ -97,7 +98,7 @@ class Harness:
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name.startswith(TARGET):
+            if status.name == status_name(f"/{TARGET}"):
                 self._diagnostics.append({kv.key: kv.value for kv in status.values})
 
     def run(self, process: subprocess.Popen, height: int, width: int, rate_hz: float, frames: int, warmup: int,

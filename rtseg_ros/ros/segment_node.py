@@ -2,10 +2,10 @@
 
 Latest frame wins: the subscription callback only puts the newest message into a one-frame slot
 (``runtime/latest.py``, counting the one it replaces), from which a worker thread takes it, paced by
-``max_fps``, segments it and publishes. Inference therefore never works through a
-queue of stale frames and never blocks the executor, which stays free for parameters, QoS events and
-diagnostics. Every output carries the input's header unchanged; outputs nobody subscribes to are not
-computed. Topics (relative to the node):
+``max_fps``, segments it and publishes. Inference therefore never works through a queue of stale frames
+and never blocks the executor, which stays free for parameters, QoS events and diagnostics. Every output
+carries the input's header unchanged; outputs nobody subscribes to are not computed. Topics (relative to
+the node):
 
     in   image (sensor_msgs/Image) or image/compressed (transport:=compressed); camera_info (optional,
          by default the sibling of the image topic, as image_transport does)
