@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (pip install '.[ros]')")
 
-from rtseg_ros.ros import demo  # noqa: E402
+from rtseg_ros.apps import demo  # noqa: E402
 
 
 def test_demo_trains_replays_a_bag_and_reports(tmp_path, capsys):

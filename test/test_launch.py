@@ -196,7 +196,7 @@ def test_replay_namespace_moves_the_evaluators_inputs(launch_args):
 def test_replay_launch_starts_what_rtseg_replay_starts(launch_args):
     """replay.launch.py and rtseg-replay (its stand-in without ros2 launch) start the same three console
     scripts under the names and topics the evaluator expects."""
-    from rtseg_ros.ros import replay
+    from rtseg_ros.apps import replay
 
     arguments = {name: default for name, default, _ in [*launch_args.REPLAY_LAUNCH_ONLY, *launch_args.node_arguments()]}
     assert {"bag", "model", "weights", "device", "rate", "input_qos", "out_dir", "samples", "namespace",

@@ -204,7 +204,7 @@ def test_rtseg_replay_agrees_with_rtseg_eval_offline(tmp_path):
     assert make_bag.main(["--data-root", str(tmp_path / "synth"), "--out", str(tmp_path / "bag")]) == 0
 
     replay_out = tmp_path / "replay"
-    command = [sys.executable, "-m", "rtseg_ros.ros.replay", "--bag", str(tmp_path / "bag"), "--weights",
+    command = [sys.executable, "-m", "rtseg_ros.apps.replay", "--bag", str(tmp_path / "bag"), "--weights",
                str(weights), "--model", "sgcpnet", "--device", "cpu", "--input-size", "64x128", "--rate", "2",
                "--out", str(replay_out), "-p", "cpu_threads:=1"]
     result = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=240)
@@ -231,7 +231,7 @@ def test_rtseg_replay_stops_when_the_node_cannot_start(tmp_path):
     write_bag(tmp_path / "bag", small_frames(2))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"junk")
-    result = subprocess.run([sys.executable, "-m", "rtseg_ros.ros.replay", "--bag", str(tmp_path / "bag"),
+    result = subprocess.run([sys.executable, "-m", "rtseg_ros.apps.replay", "--bag", str(tmp_path / "bag"),
                              "--weights", str(bad), "--device", "cpu", "--out", str(tmp_path / "out")],
                             env=env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 1

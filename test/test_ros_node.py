@@ -27,7 +27,8 @@ from std_msgs.msg import String  # noqa: E402
 
 from rtseg_ros.ros import params  # noqa: E402
 from rtseg_ros.ros.conversions import array_of  # noqa: E402
-from rtseg_ros.ros.diagnostics import ERROR, OK, WARN, FrameStats, Limits, ThrottledLog  # noqa: E402
+from rtseg_ros.ros.diagnostics import (ERROR, OK, WARN, FrameStats, Limits, ThrottledLog,  # noqa: E402
+                                       segmentation_status)
 from rtseg_ros.ros.segment_node import SegmentNode, StartupError  # noqa: E402
 
 # This module's own DDS domain (other test modules use others), varied by process so that two test runs
@@ -109,6 +110,34 @@ def test_frame_stats_window_and_levels():
     assert report.values["frames_stale"] == "1"
 
 
+def test_segmentation_status_levels_facts_and_name():
+    facts = {"model": "farsee", "backend": "torch", "device": "cpu", "precision": "fp32", "weights": "w.pt"}
+    config = {**params.DEFAULTS, "input_qos": "sensor_data"}
+    live = {p.name: config[p.name] for p in params.PARAMETERS if p.live}
+
+    def status(random_weights=False, qos_problems=None, received=5, enabled=True, input_hz=1.0):
+        stats = FrameStats(clock=lambda: 1.0)
+        report = stats.report(Limits())
+        report.values["input_hz"] = f"{input_hz:.2f}"
+        return segmentation_status(report, node_fqn="/robot1/segment_node", segmenter_facts=facts,
+                                   random_weights=random_weights, config=config, live={**live, "enabled": enabled},
+                                   input_topic="/cam/image", qos_problems=qos_problems or {},
+                                   frames_received=received, network_input=(64, 96), image=None)
+
+    ok = status()
+    values = {kv.key: kv.value for kv in ok.values}
+    assert ok.name == "/robot1/segment_node: segmentation" and ok.hardware_id == "cpu"
+    assert ok.level == bytes([OK]) and values["network_input"] == "64x96" and values["image"] == "none yet"
+    assert values["random_weights"] == "false" and values["input_qos"] == "sensor_data"
+    assert status(random_weights=True).level == bytes([WARN])
+    assert status(received=0).level == bytes([WARN]) and "no frames received yet" in status(received=0).message
+    disabled = status(received=0, enabled=False)
+    assert disabled.level == bytes([OK]) and "disabled" in disabled.message
+    assert status(qos_problems={"input": "x"}, input_hz=0.0).level == bytes([ERROR])  # it keeps every frame away
+    assert status(qos_problems={"input": "x"}, input_hz=2.0).level == bytes([WARN])
+    assert status(qos_problems={"labels": "y"}).level == bytes([WARN])
+
+
 # -- the node through DDS ------------------------------------------------------------------------------
 class Harness:
     """One rclpy context (own domain), a client node and an executor spinning in a thread."""
@@ -123,9 +152,10 @@ class Harness:
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
 
-    def node(self, name, cli_args=None, **overrides) -> SegmentNode:
+    def node(self, name, cli_args=None, namespace=None, **overrides) -> SegmentNode:
         values = {**SMALL, **overrides}
-        node = SegmentNode(name, context=self.context, cli_args=cli_args, use_global_arguments=False,
+        node = SegmentNode(name, context=self.context, cli_args=cli_args, namespace=namespace,
+                           use_global_arguments=False,
                            parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
         self.executor.add_node(node)
         self.nodes.append(node)
@@ -285,9 +315,9 @@ def test_diagnostics_report_rates_latency_stages_and_facts(ros, seg_a):
     node, out, pub, _ = seg_a
     published = node.stats.totals["published"]
     publish_until(pub, frame_msg(scene(seed=3)), out["labels"])
-    wait_for(lambda: int(status_of(out["diagnostics"], "seg_a: segmentation")[1].get("frames_published", 0))
+    wait_for(lambda: int(status_of(out["diagnostics"], "/seg_a: segmentation")[1].get("frames_published", 0))
              > published, what="diagnostics with this frame")
-    status, values = status_of(out["diagnostics"], "seg_a: segmentation")
+    status, values = status_of(out["diagnostics"], "/seg_a: segmentation")
     for key in ("fps", "input_hz", "latency_p50_ms", "latency_p95_ms", "latency_max_ms", "stage_decode_ms",
                 "stage_inference_ms", "stage_postprocess_ms", "stage_publish_ms", "segmenter_p50_ms", "overhead_p50_ms",
                 "frames_received", "frames_published", "frames_replaced", "errors", "model", "backend", "device",
@@ -332,7 +362,7 @@ def test_bad_input_is_skipped_counted_and_the_node_keeps_going(ros, seg_a):
         assert node.stats.errors[cause] >= 1
     publish_until(pub, frame_msg(scene()), out["labels"])  # the next good frame goes through
     assert not [m for m in out["labels"] if m.header.frame_id == "bad_frame"]  # and nothing came out of bad ones
-    wait_for(lambda: all(f"errors_{c}" in status_of(out["diagnostics"], "seg_a: segmentation")[1] for c in bad),
+    wait_for(lambda: all(f"errors_{c}" in status_of(out["diagnostics"], "/seg_a: segmentation")[1] for c in bad),
              what="errors by cause in diagnostics")
 
 
@@ -345,6 +375,44 @@ def test_size_change_mid_stream(ros, seg_a):
     assert node.segmenter.reallocations == reallocations + 1
     msg = publish_until(pub, frame_msg(scene()), out["labels"])
     assert (msg.height, msg.width) == (H, W)
+
+
+class LogRecorder:
+    def __init__(self):
+        self.lines = []
+
+    def __getattr__(self, level):
+        return lambda text: self.lines.append((level, text))
+
+
+def test_alternating_sizes_are_logged_once_then_throttled(ros, seg_a, monkeypatch):
+    """Issue 15: a stream alternating between two sizes reallocates on every frame but must not log on
+    every frame: the first change, then one line per period with the count held back (an injected clock)."""
+    node, out, pub, _ = seg_a
+    publish_until(pub, frame_msg(scene()), out["labels"])
+    now, log = [0.0], LogRecorder()
+    monkeypatch.setattr(node, "throttle", ThrottledLog(period_s=10.0, clock=lambda: now[0]))
+    monkeypatch.setattr(node, "get_logger", lambda: log)
+    for size in [(64, 80), (H, W)] * 2:
+        publish_until(pub, frame_msg(scene(*size)), out["labels"])
+    changes = [text for level, text in log.lines if "buffers reallocated" in text]
+    assert changes == [f"input changed from {W}x{H} rgb8 to 80x64 rgb8: buffers reallocated"]
+    now[0] = 10.5
+    publish_until(pub, frame_msg(scene(64, 80)), out["labels"])
+    changes = [text for level, text in log.lines if "buffers reallocated" in text]
+    assert changes[1:] == [f"input changed from {W}x{H} rgb8 to 80x64 rgb8: buffers reallocated "
+                           "(3 more since the last report)"]
+    publish_until(pub, frame_msg(scene()), out["labels"])
+
+
+def test_diagnostics_name_the_node_by_its_fully_qualified_name(ros):
+    """Issue 10 item 5: two nodes of one name in two namespaces publish two statuses told apart."""
+    diagnostics = ros.collect(DiagnosticArray, "/diagnostics")
+    for namespace in ("robot1", "robot2"):
+        ros.node("segment_node", namespace=namespace, cli_args=["--ros-args", "-r", f"image:=/{namespace}/cam"])
+    for name in ("/robot1/segment_node: segmentation", "/robot2/segment_node: segmentation"):
+        wait_for(lambda: status_of(diagnostics, name)[0] is not None, what=f"status {name}")
+        assert status_of(diagnostics, name)[1]["input_topic"] == f"/{name.split('/')[1]}/cam"
 
 
 def test_network_resolution_outputs_and_their_camera_info(ros):
@@ -403,9 +471,9 @@ def test_disabled_node_lets_go_of_the_camera_until_enabled(ros):
     pub = ros.publisher(Image, "/off/image")
     wait_for(connected(node, "labels"), what="labels subscription")
     assert node.image_sub is None and pub.get_subscription_count() == 0  # the camera sees no subscriber
-    wait_for(lambda: "disabled" in getattr(status_of(diagnostics, "seg_off: segmentation")[0], "message", ""),
+    wait_for(lambda: "disabled" in getattr(status_of(diagnostics, "/seg_off: segmentation")[0], "message", ""),
              what="diagnostics saying disabled")
-    status, values = status_of(diagnostics, "seg_off: segmentation")
+    status, values = status_of(diagnostics, "/seg_off: segmentation")
     assert status.level == DiagnosticStatus.WARN  # random weights; being disabled itself is no problem
     assert values["enabled"] == "false"
 
@@ -414,7 +482,7 @@ def test_disabled_node_lets_go_of_the_camera_until_enabled(ros):
     publish_until(pub, frame_msg(scene()), labels)
     assert set_parameters(ros, "seg_off", enabled=False)[0].successful
     wait_for(lambda: pub.get_subscription_count() == 0, what="the camera subscription gone")
-    assert node.image_sub is None and node._pending is None
+    assert node.image_sub is None and not node.latest.held
 
 
 def test_frames_older_than_max_age_are_skipped_and_counted(ros):
@@ -478,7 +546,7 @@ def test_latest_frame_wins_under_a_burst(ros):
              what=f"every frame published or replaced: {totals}")
     assert totals["replaced"] > 0
     time.sleep(0.1)
-    assert node._pending is None
+    assert not node.latest.held
 
 
 def test_outputs_without_subscribers_are_not_computed(ros):
@@ -531,8 +599,8 @@ def test_incompatible_qos_is_reported_with_the_fix(ros):
     wait_for(lambda: "input" in node._qos_problems and "labels" in node._qos_problems, what="QoS events")
     assert "input_qos:=sensor_data" in node._qos_problems["input"]
     assert "DURABILITY" in node._qos_problems["labels"]
-    wait_for(lambda: status_of(diagnostics, "seg_qos: segmentation")[0] is not None, what="diagnostics")
-    status, _ = status_of(diagnostics, "seg_qos: segmentation")
+    wait_for(lambda: status_of(diagnostics, "/seg_qos: segmentation")[0] is not None, what="diagnostics")
+    status, _ = status_of(diagnostics, "/seg_qos: segmentation")
     assert status.level == DiagnosticStatus.ERROR and "incompatible QoS" in status.message
 
 

@@ -83,6 +83,19 @@ def test_labels_nearest_upsampling_option():
     np.testing.assert_array_equal(fast.dev_out["labels"].numpy(), expected)
 
 
+def test_result_carries_its_sizes_and_whether_it_reallocated():
+    seg = Segmenter(MODEL, input_size=NET)
+    first = seg(frame(), "rgb8")
+    assert first.reallocated and first.network_hw == seg.net_hw and first.output_hw == (96, 160)
+    assert not seg(frame(seed=1), "rgb8").reallocated
+    other = seg(frame(80, 120), "rgb8")
+    assert other.reallocated and other.output_hw == (80, 120)
+    assert other.network_hw == network_size((80, 120), seg.input_size, seg.keep_aspect)
+    assert seg(frame(80, 120), "rgb8", outputs=("labels", "color")).reallocated  # outputs are part of the buffers
+    at_network = Segmenter(MODEL, input_size=NET, output_resolution="network")(frame(), "rgb8")
+    assert at_network.output_hw == at_network.network_hw == at_network.labels.shape
+
+
 def test_buffers_are_reused_and_reallocated_on_change(segmenter):
     segmenter(frame(seed=1), "rgb8", outputs=("labels", "color"))
     before = segmenter.reallocations

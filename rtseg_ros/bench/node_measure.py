@@ -38,6 +38,7 @@ from sensor_msgs.msg import Image
 from rtseg_ros.bench.node import search_peak
 from rtseg_ros.data.encodings import DIRECT
 from rtseg_ros.common import ns_to_stamp, percentiles, rss_mib, stamp_to_ns
+from rtseg_ros.ros.diagnostics import status_name
 from rtseg_ros.ros.qos import INPUT_QOS, OUTPUT_QOS
 from rtseg_ros.ros.segment_node import ENCODING
 
@@ -98,7 +99,7 @@ class Harness:
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name.startswith(TARGET):
+            if status.name == status_name(f"/{TARGET}"):
                 self._diagnostics.append({kv.key: kv.value for kv in status.values})
 
     def run(self, process: subprocess.Popen, height: int, width: int, rate_hz: float, frames: int, warmup: int,

@@ -2,8 +2,10 @@
 
 ``FrameStats`` is fed from the node's threads and summarised once per diagnostics period: totals since
 start plus statistics over the period just ended (bounded samples, so memory stays flat however long the
-node runs). ``ThrottledLog`` keeps bad input from flooding the log: one line per cause, then at most one
-per period with the count of what it held back.
+node runs). ``segmentation_status`` adds the node's own state (weights, QoS problems, enabled, what it runs
+and on what input) and names the status after the node's fully qualified name. ``ThrottledLog`` keeps bad
+input and alternating frame sizes from flooding the log: one line per cause, then at most one per period
+with the count of what it held back.
 """
 from __future__ import annotations
 
@@ -175,6 +177,46 @@ class FrameStats:
         message = "; ".join(problems) if problems else \
             f"{window['published'] / elapsed:.1f} fps" if window["published"] else "idle"
         return Report(level, message, values, problems)
+
+
+def status_name(node_fqn: str) -> str:
+    """The status name: the node's fully qualified name (``/robot1/segment_node: segmentation``), so two
+    nodes of the same name in different namespaces can be told apart."""
+    return f"{node_fqn}: segmentation"
+
+
+def segmentation_status(report: Report, *, node_fqn: str, segmenter_facts: dict, random_weights: bool,
+                        config: dict, live: dict, input_topic: str, qos_problems: dict[str, str],
+                        frames_received: int, network_input: tuple[int, int],
+                        image: str | None) -> DiagnosticStatus:
+    """The segmentation node's status: ``report`` (the frame statistics of the period) plus the node's state.
+
+    ``segmenter_facts``: ``Segmenter.describe()``; ``config``/``live``: the node's start-up and live
+    parameters; ``qos_problems``: incompatible-QoS messages by endpoint (``input`` or an output name);
+    ``network_input``: the network input of the last frame (before any: the configured input size);
+    ``image``: the last frame as ``WxH encoding`` (None before any).
+    """
+    if random_weights:
+        report.add(WARN, "RANDOM WEIGHTS (no weights given): labels are meaningless")
+    if "input" in qos_problems:  # an error while it keeps frames away, a warning once others arrive
+        level = WARN if float(report.values["input_hz"]) > 0 else ERROR
+        report.add(level, "incompatible QoS on the input: " + qos_problems["input"])
+    elif not live["enabled"]:
+        report.add(OK, f"disabled (enabled=false): not subscribed to {input_topic}")
+    elif not frames_received:
+        report.add(WARN, f"no frames received yet on {input_topic}")
+    for name, problem in qos_problems.items():
+        if name != "input":
+            report.add(WARN, problem)
+    facts = {"model": segmenter_facts["model"], "backend": segmenter_facts["backend"],
+             "device": segmenter_facts["device"], "precision": segmenter_facts["precision"],
+             "weights": segmenter_facts["weights"], "random_weights": str(random_weights).lower(),
+             "network_input": "x".join(map(str, network_input)), "output_resolution": config["output_resolution"],
+             "upsample": config["upsample"], "input_topic": input_topic, "transport": config["transport"],
+             "input_qos": config["input_qos"], "max_fps": f"{live['max_fps']:g}",
+             "enabled": str(live["enabled"]).lower(), "max_age_ms": f"{live['max_age_ms']:g}",
+             "image": image or "none yet"}
+    return to_status(report, status_name(node_fqn), segmenter_facts["device"], facts)
 
 
 def to_status(report: Report, name: str, hardware_id: str, facts: dict[str, str]) -> DiagnosticStatus:

@@ -1,10 +1,11 @@
 """``segment_node``: camera images in; labels, colour, overlay, confidence and camera_info out.
 
-Latest frame wins: the subscription callback only keeps the newest message (counting the one it replaces)
-and wakes a worker thread, which segments it and publishes. Inference therefore never works through a
-queue of stale frames and never blocks the executor, which stays free for parameters, QoS events and
-diagnostics. Every output carries the input's header unchanged; outputs nobody subscribes to are not
-computed. Topics (relative to the node):
+Latest frame wins: the subscription callback only puts the newest message into a one-frame slot
+(``runtime/latest.py``, counting the one it replaces), from which a worker thread takes it, paced by
+``max_fps``, segments it and publishes. Inference therefore never works through a queue of stale frames
+and never blocks the executor, which stays free for parameters, QoS events and diagnostics. Every output
+carries the input's header unchanged; outputs nobody subscribes to are not computed. Topics (relative to
+the node):
 
     in   image (sensor_msgs/Image) or image/compressed (transport:=compressed); camera_info (optional,
          by default the sibling of the image topic, as image_transport does)
@@ -18,6 +19,7 @@ import functools
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
@@ -36,10 +38,11 @@ from rtseg_ros.common import stamp_to_ns
 from rtseg_ros.ros import params
 from rtseg_ros.data.encodings import BadFrame, FrameDecoder
 from rtseg_ros.ros.conversions import class_info_json, fill_image, scale_camera_info
-from rtseg_ros.ros.diagnostics import ERROR, OK, WARN, FrameStats, Limits, ThrottledLog, to_array, to_status
+from rtseg_ros.ros.diagnostics import FrameStats, Limits, ThrottledLog, segmentation_status, to_array
 from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.ros.qos import DIAGNOSTICS_QOS, INPUT_QOS, LATCHED_QOS, OUTPUT_QOS
-from rtseg_ros.runtime.segmenter import STAGES, Segmenter, network_size
+from rtseg_ros.runtime.latest import LatestSlot
+from rtseg_ros.runtime.segmenter import STAGES, Segmenter
 
 IMAGE_OUTPUTS = ("labels", "color", "overlay", "confidence")
 ENCODING = {"labels": "mono8", "color": "rgb8", "overlay": "rgb8", "confidence": "mono8"}
@@ -51,6 +54,14 @@ STARTUP_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError, ImportE
 
 class StartupError(RuntimeError):
     pass
+
+
+@dataclass
+class Received:
+    """A frame message as the callback hands it to the worker."""
+
+    msg: Image | CompressedImage
+    received_ns: int  # monotonic clock at receipt
 
 
 def _message(exc: BaseException) -> str:
@@ -80,10 +91,9 @@ class SegmentNode(Node):
         self.stats = FrameStats()
         self.throttle = ThrottledLog()
         self.decoder = FrameDecoder()
-        self._cond = threading.Condition()
-        self._pending = None  # (message, receipt time in monotonic ns): the newest frame, not yet taken
-        self._stopping = False
-        self._frame_key = None  # (height, width, encoding) of the last frame, to log size changes once
+        self.latest = LatestSlot(max_fps=self.live["max_fps"])  # callback → worker; latest frame wins
+        self._image: str | None = None  # the last frame segmented, as "WxH encoding", for diagnostics
+        self._network_input = self.segmenter.input_size  # the last frame's network input (H, W)
         self._camera_info: CameraInfo | None = None
         self._qos_problems: dict[str, str] = {}
         self._out_msgs = {name: Image() for name in IMAGE_OUTPUTS}
@@ -186,8 +196,8 @@ class SegmentNode(Node):
     def _apply_parameters(self, changed: list[Parameter]) -> None:
         updates = params.normalise({p.name: p.value for p in changed if p.name in self.live})
         self.live = {**self.live, **updates}  # one assignment: the worker sees old or new, never half
-        with self._cond:
-            self._cond.notify()  # max_fps may have changed: re-plan the wait
+        if "max_fps" in updates:
+            self.latest.set_max_fps(updates["max_fps"])  # a worker waiting for its turn re-plans
         for name, value in updates.items():
             self.get_logger().info(f"{name} set to {value}")
         if "enabled" in updates:
@@ -200,16 +210,11 @@ class SegmentNode(Node):
         elif not enabled and self.image_sub is not None:
             self.destroy_subscription(self.image_sub)
             self.image_sub = None
-            with self._cond:
-                self._pending = None
+            self.latest.clear()
 
     # -- input (executor thread) ---------------------------------------------------------------------
     def _on_image(self, msg) -> None:
-        received = time.monotonic_ns()
-        with self._cond:
-            replaced = self._pending is not None
-            self._pending = (msg, received)
-            self._cond.notify()
+        replaced = self.latest.put(Received(msg, time.monotonic_ns()))
         self.stats.received(replaced)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -236,23 +241,9 @@ class SegmentNode(Node):
 
     # -- the worker ----------------------------------------------------------------------------------
     def _work(self) -> None:
-        next_due = 0.0
-        while True:
-            with self._cond:
-                while not self._stopping and self._pending is None:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                wait = next_due - time.monotonic()
-                if wait > 0:  # max_fps: wait, letting newer frames replace this one meanwhile
-                    self._cond.wait(wait)
-                    continue
-                msg, received = self._pending
-                self._pending = None
-            max_fps = self.live["max_fps"]
-            next_due = time.monotonic() + 1.0 / max_fps if max_fps > 0 else 0.0
+        while (frame := self.latest.take()) is not None:  # None: the slot was closed (shutdown)
             try:
-                self._process(msg, received)
+                self._process(frame.msg, frame.received_ns)
             except Exception as exc:  # never let one frame end the worker
                 self._reject("inference", f"{type(exc).__name__}: {exc}")
 
@@ -279,22 +270,19 @@ class SegmentNode(Node):
             self.stats.count("skipped_no_subscribers")
             return
         t1 = time.perf_counter()
-        reallocations = self.segmenter.reallocations
         result = self.segmenter(image, encoding, outputs=outputs, overlay_alpha=self.live["overlay_alpha"])
         t2 = time.perf_counter()
-        key = (image.shape[0], image.shape[1], msg.format if isinstance(msg, CompressedImage) else msg.encoding)
-        if key != self._frame_key:
-            if self._frame_key is not None:
-                done = "buffers reallocated" if self.segmenter.reallocations != reallocations else "same buffers"
-                self.get_logger().info(f"input changed from {self._describe(self._frame_key)} to "
-                                       f"{self._describe(key)}: {done}")
-            self._frame_key = key
+        as_sent = msg.format if isinstance(msg, CompressedImage) else msg.encoding
+        image_text = f"{image.shape[1]}x{image.shape[0]} {as_sent}"
+        if result.reallocated and self._image is not None:
+            self._log_reallocation(self._image, image_text, outputs)
+        self._image, self._network_input = image_text, result.network_hw
         header = msg.header
         for name in outputs:
             out = fill_image(self._out_msgs[name], getattr(result, name), ENCODING[name], header)
             self.image_pubs[name].publish(out)
         if self._camera_info is not None and self.camera_info_pub.get_subscription_count():
-            info = scale_camera_info(self._camera_info, image.shape[:2], tuple(self.segmenter.out_hw), header)
+            info = scale_camera_info(self._camera_info, image.shape[:2], result.output_hw, header)
             self.camera_info_pub.publish(info)
         t3 = time.perf_counter()
 
@@ -307,9 +295,14 @@ class SegmentNode(Node):
                   "publish": 1e3 * (t3 - t2)}
         self.stats.published(latency_ms, (time.monotonic_ns() - received_ns) / 1e6, stages, 1e3 * (t2 - t1))
 
-    @staticmethod
-    def _describe(key) -> str:
-        return f"{key[1]}x{key[0]} {key[2]}"
+    def _log_reallocation(self, before: str, now: str, outputs: tuple[str, ...]) -> None:
+        # Throttled: a stream alternating between sizes reallocates on every frame, but says so once per period.
+        held = self.throttle.check("reallocation")
+        if held is not None:
+            more = f" ({held} more since the last report)" if held else ""
+            change = f"input changed from {before} to {now}" if now != before else \
+                f"requested outputs changed to {', '.join(outputs)}"
+            self.get_logger().info(f"{change}: buffers reallocated{more}")
 
     def _reject(self, cause: str, message: str) -> None:
         self.stats.error(cause)
@@ -323,42 +316,17 @@ class SegmentNode(Node):
         live = self.live
         report = self.stats.report(Limits(live["latency_warn_ms"], live["latency_error_ms"],
                                           live["errors_warn_ratio"], live["errors_error_ratio"]))
-        seg = self.segmenter
-        if seg.random_weights:
-            report.add(WARN, "RANDOM WEIGHTS (no weights given): labels are meaningless")
-        if "input" in self._qos_problems:  # an error while it keeps frames away, a warning once others arrive
-            level = WARN if float(report.values["input_hz"]) > 0 else ERROR
-            report.add(level, "incompatible QoS on the input: " + self._qos_problems["input"])
-        elif not live["enabled"]:
-            report.add(OK, f"disabled (enabled=false): not subscribed to {self.input_topic}")
-        elif not self.stats.totals["received"]:
-            report.add(WARN, f"no frames received yet on {self.input_topic}")
-        for name, problem in self._qos_problems.items():
-            if name != "input":
-                report.add(WARN, problem)
-        facts = {"model": seg.loaded.name, "backend": seg.backend_name, "device": str(seg.device),
-                 "precision": seg.precision, "weights": seg.loaded.weights_note,
-                 "random_weights": str(seg.random_weights).lower(), "network_input": "x".join(map(str, self._net_hw())),
-                 "output_resolution": self.config["output_resolution"], "upsample": self.config["upsample"],
-                 "input_topic": self.input_topic, "transport": self.config["transport"],
-                 "input_qos": self.config["input_qos"], "max_fps": f"{live['max_fps']:g}",
-                 "enabled": str(live["enabled"]).lower(), "max_age_ms": f"{live['max_age_ms']:g}",
-                 "image": self._describe(self._frame_key) if self._frame_key else "none yet"}
-        status = to_status(report, f"{self.get_name()}: segmentation", str(seg.device), facts)
+        status = segmentation_status(
+            report, node_fqn=self.get_fully_qualified_name(), segmenter_facts=self.segmenter.describe(),
+            random_weights=self.segmenter.random_weights, config=self.config, live=live,
+            input_topic=self.input_topic, qos_problems=self._qos_problems,
+            frames_received=self.stats.totals["received"], network_input=self._network_input, image=self._image)
         self.diagnostics_pub.publish(to_array(status, self.get_clock().now().to_msg()))
-
-    def _net_hw(self) -> tuple[int, int]:
-        seg = self.segmenter
-        if self._frame_key is None:
-            return seg.input_size
-        return network_size(self._frame_key[:2], seg.input_size, seg.keep_aspect)
 
     # -- shutdown ------------------------------------------------------------------------------------
     def destroy_node(self) -> None:
         if self._worker is not None:
-            with self._cond:
-                self._stopping = True
-                self._cond.notify()
+            self.latest.close()
             self._worker.join(timeout=10.0)
         super().destroy_node()
 

@@ -8,7 +8,6 @@ shapes the whole device pipeline is captured once as a CUDA graph and replayed.
 """
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 
@@ -23,8 +22,6 @@ from rtseg_ros.runtime.choices import BACKENDS, PRECISION_DTYPES
 from rtseg_ros.runtime.folding import fold_batchnorm
 from rtseg_ros.runtime.weights import LoadedModel, load_model
 
-log = logging.getLogger(__name__)
-
 OUTPUTS = ("labels", "color", "overlay", "confidence")
 DTYPES = {precision: getattr(torch, dtype) for precision, dtype in PRECISION_DTYPES.items()}
 STAGES = ("upload", "preprocess", "inference", "postprocess", "download")
@@ -36,9 +33,18 @@ class UnsupportedEncoding(ValueError):
 
 @dataclass
 class SegmentationResult:
-    """uint8 arrays; views of the Segmenter's host buffers, valid until its next call (copy to keep)."""
+    """One frame's outputs and the sizes they were made at.
+
+    The arrays are uint8 views of the Segmenter's host buffers, valid until its next call (copy to keep).
+    ``network_hw`` is the network input (H, W) this frame was resized to; ``output_hw`` the (H, W) of every
+    output image; ``reallocated`` is True when this call (re)built the buffers: the first frame, and every
+    change of frame size, encoding or requested outputs (the caller decides whether to tell anyone).
+    """
 
     labels: np.ndarray
+    network_hw: tuple[int, int]
+    output_hw: tuple[int, int]
+    reallocated: bool = False
     color: np.ndarray | None = None
     overlay: np.ndarray | None = None
     confidence: np.ndarray | None = None
@@ -207,15 +213,18 @@ class Segmenter:
             raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
         outputs = tuple(name for name in OUTPUTS if name in outputs or name == "labels")
         key = (image.shape[0], image.shape[1], encoding, outputs)
-        if key != self._key:
-            if self._key is not None:
-                log.info("frame size/encoding/outputs changed to %s: reallocating buffers", key)
+        reallocated = key != self._key
+        if reallocated:
             self._allocate(image.shape[0], image.shape[1], encoding, outputs)
             self._key = key
         self._alpha.fill_(float(np.clip(overlay_alpha, 0.0, 1.0)))
-        return self._run_cuda(image) if self.device.type == "cuda" else self._run_cpu(image)
+        timings = self._run_cuda(image) if self.device.type == "cuda" else self._run_cpu(image)
+        host = {name: tensor.numpy() for name, tensor in self.host_out.items()}
+        return SegmentationResult(labels=host["labels"], network_hw=tuple(self.net_hw), output_hw=tuple(self.out_hw),
+                                  reallocated=reallocated, color=host.get("color"), overlay=host.get("overlay"),
+                                  confidence=host.get("confidence"), timings_ms=timings)
 
-    def _run_cpu(self, image: np.ndarray) -> SegmentationResult:
+    def _run_cpu(self, image: np.ndarray) -> dict[str, float]:
         t0 = time.perf_counter()
         np.copyto(self.host_in.numpy(), image)
         t1 = time.perf_counter()
@@ -225,10 +234,9 @@ class Segmenter:
         t3 = time.perf_counter()
         self._postprocess(logits)
         t4 = time.perf_counter()
-        timings = dict(zip(STAGES, (1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2), 1e3 * (t4 - t3), 0.0)))
-        return self._result(timings)
+        return dict(zip(STAGES, (1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2), 1e3 * (t4 - t3), 0.0)))
 
-    def _run_cuda(self, image: np.ndarray) -> SegmentationResult:
+    def _run_cuda(self, image: np.ndarray) -> dict[str, float]:
         stream = torch.cuda.current_stream(self.device)
         events = [torch.cuda.Event(enable_timing=True) for _ in range(6)]
         np.copyto(self.host_in.numpy(), image)
@@ -256,7 +264,7 @@ class Segmenter:
         timings = {stage: events[i].elapsed_time(events[i + 1]) for i, stage in enumerate(STAGES)}
         if self.cuda_graphs:
             timings["preprocess"] = 0.0
-        return self._result(timings)
+        return timings
 
     def _capture(self) -> torch.cuda.CUDAGraph:
         side = torch.cuda.Stream(self.device)
@@ -269,11 +277,6 @@ class Segmenter:
         with torch.cuda.graph(graph):
             self._device_pipeline()
         return graph
-
-    def _result(self, timings: dict[str, float]) -> SegmentationResult:
-        host = {name: tensor.numpy() for name, tensor in self.host_out.items()}
-        return SegmentationResult(labels=host["labels"], color=host.get("color"), overlay=host.get("overlay"),
-                                  confidence=host.get("confidence"), timings_ms=timings)
 
     def describe(self) -> dict:
         """Facts for diagnostics and logs."""

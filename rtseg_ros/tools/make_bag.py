@@ -34,21 +34,30 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def dataset_to_bag(data_root: Path, out: Path, dataset: str = "cityscapes", split: str = "val",
+                   storage: str = "sqlite3", rate_hz: float = CITYSCAPES_RATE_HZ, encoding: str = "rgb8",
+                   frame_id: str = "camera", limit: int = 0) -> int:
+    """Write ``split`` of the dataset folder ``data_root`` as the rosbag2 ``out``; returns the frames written.
+
+    Raises ``BagError`` (e.g. ``out`` exists), ``DatasetLayoutError`` or ``KeyError`` (unknown dataset)."""
+    folder = open_dataset(dataset, data_root, split)
+    count = len(folder) if not limit else min(limit, len(folder))
+
+    def frames():
+        for index in tqdm(range(count), desc="rtseg-make-bag", unit="frame"):
+            frame = folder[index]
+            yield Frame(frame["image"], frame["label"], cityscapes_intrinsics(folder.pairs[index][0]))
+    return write_bag(out, frames(), rate_hz=rate_hz, storage=storage, encoding=encoding, frame_id=frame_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.rate <= 0:
         print("rtseg-make-bag: error: --rate must be positive", file=sys.stderr)
         return 2
     try:
-        folder = open_dataset(args.dataset, args.data_root, args.split)
-        count = len(folder) if not args.limit else min(args.limit, len(folder))
-
-        def frames():
-            for index in tqdm(range(count), desc="rtseg-make-bag", unit="frame"):
-                frame = folder[index]
-                yield Frame(frame["image"], frame["label"], cityscapes_intrinsics(folder.pairs[index][0]))
-        written = write_bag(args.out, frames(), rate_hz=args.rate, storage=args.storage, encoding=args.encoding,
-                            frame_id=args.frame_id)
+        written = dataset_to_bag(args.data_root, args.out, args.dataset, args.split, args.storage, args.rate,
+                                 args.encoding, args.frame_id, args.limit)
     except (BagError, DatasetLayoutError, KeyError, OSError) as error:  # OSError: e.g. --out not writable
         print(f"rtseg-make-bag: error: {error}", file=sys.stderr)
         return 1

@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 from ..data.datasets import DatasetLayoutError
-from ..models.registry import get_entry
 from ..models.checkpoint import CheckpointError, load_checkpoint
-from .config import ConfigError, available_recipes, find_recipe, load_yaml, parse_override, resolve
+from .config import ConfigError, available_recipes, find_model_recipe, load_yaml, parse_override, resolve
 from .data import DataCheckError
 
 USER_ERRORS = (ConfigError, CheckpointError, DatasetLayoutError, DataCheckError, KeyError, FileNotFoundError)
@@ -63,7 +62,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[dict, Path | None]:
         base = load_yaml(args.config)
     elif args.model:
         dataset = args.dataset or "cityscapes"
-        recipe = find_recipe(args.model, dataset) or find_recipe(get_entry(args.model).name, dataset)
+        recipe = find_model_recipe(args.model, dataset)
         if recipe is None:
             print(f"rtseg-train: no recipe {args.model}_{dataset}.yaml (have: {', '.join(available_recipes())}); "
                   "using the generic defaults", file=sys.stderr)

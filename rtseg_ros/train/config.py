@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from ..models.registry import get_entry
+
 DEFAULTS: dict = {
     "model": {
         "name": None,
@@ -208,6 +210,11 @@ def find_recipe(name: str, dataset: str | None = None) -> Path | None:
     """The recipe ``<name>_<dataset>.yaml``, or ``<name>.yaml`` without a dataset; None when there is none."""
     path = RECIPES / (f"{name}_{dataset}.yaml" if dataset else f"{name}.yaml")
     return path if path.is_file() else None
+
+
+def find_model_recipe(model: str, dataset: str) -> Path | None:
+    """The recipe for ``model`` (a registry name or an alias of one) on ``dataset``, or None."""
+    return find_recipe(model, dataset) or find_recipe(get_entry(model).name, dataset)
 
 
 def load_yaml(path: str | Path) -> dict:

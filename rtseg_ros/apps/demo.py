@@ -1,11 +1,13 @@
 """``rtseg-demo``: the whole chain on one machine, with nothing to download.
 
-1. ``rtseg-synth`` draws a small Cityscapes-layout street dataset;
-2. ``rtseg-train`` trains a network on it for a few hundred iterations on the CPU (skipped with
+1. draws a small Cityscapes-layout street dataset (as ``rtseg-synth``);
+2. trains a network on it for a few hundred iterations on the CPU (as ``rtseg-train``; skipped with
    ``--weights``);
-3. ``rtseg-make-bag`` writes the validation split as a rosbag2;
-4. ``rtseg-replay`` replays the bag through ``segment_node`` to ``evaluator_node``: three processes talking
-   over real DDS, as ``replay.launch.py`` starts them.
+3. writes the validation split as a rosbag2 (as ``rtseg-make-bag``);
+4. replays the bag through ``segment_node`` to ``evaluator_node`` (as ``rtseg-replay``): three processes
+   talking over real DDS, as ``replay.launch.py`` starts them.
+
+Steps 1-3 call the tools' functions in this process; step 4 starts the nodes as separate processes.
 
 The evaluation report (``report.json``, ``report.md``, confusion matrix, per-class IoU, latency histogram
 and sample overlays) lands in ``--out``/eval.
@@ -18,11 +20,12 @@ import os
 import shutil
 from pathlib import Path
 
+from rtseg_ros.apps import replay
 from rtseg_ros.data.synth import write_dataset
-from rtseg_ros.ros import replay
-from rtseg_ros.tools import make_bag
 from rtseg_ros.common import parse_size
-from rtseg_ros.train.cli import main as train_main
+from rtseg_ros.tools.make_bag import dataset_to_bag
+from rtseg_ros.train.config import find_model_recipe, load_yaml, resolve
+from rtseg_ros.train.trainer import train as train_model
 
 
 def parse_args(argv):
@@ -47,11 +50,14 @@ def train(args, data: Path, size: tuple[int, int]) -> Path:
         print(f"[2/4] reusing {run / 'best.pt'}")
         return run / "best.pt"
     print(f"[2/4] training {args.model} for {args.iters} iterations on the CPU")
-    code = train_main(["--model", args.model, "--data-root", str(data), "--out", str(run), "--device", "cpu",
-                       "--batch-size", "8", "--workers", "2", "--max-iters", str(args.iters), "--set", f"train.crop=[{size[0]},{size[1]}]",
-                       "--set", "optimizer.lr=0.1", "--set", "augment.scale=[0.75,1.5]"])
-    if code:
-        raise SystemExit(code)
+    recipe = find_model_recipe(args.model, "cityscapes")
+    # The model's recipe, shortened to a toy run: frame-sized crops, a high LR for a few hundred iterations.
+    cfg = resolve(load_yaml(recipe) if recipe else {}, {
+        "model": {"name": args.model}, "data": {"root": str(data), "num_workers": 2},
+        "train": {"batch_size": 8, "iters": args.iters, "crop": list(size)}, "runtime": {"device": "cpu"},
+        "optimizer": {"lr": 0.1}, "augment": {"scale": [0.75, 1.5]}})
+    summary = train_model(cfg, run)
+    print(f"trained to iteration {summary['iteration']}; best val mIoU {summary['best_miou']:.4f}")
     return run / "best.pt"
 
 
@@ -67,12 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     bag = args.out / "val_bag"
     shutil.rmtree(bag, ignore_errors=True)  # the demo's own bag, remade from the data just drawn
     print(f"[3/4] writing the validation split to the rosbag {bag}")
-    if make_bag.main(["--data-root", str(data), "--out", str(bag)]):
-        return 1
+    written = dataset_to_bag(data, bag)
+    print(f"wrote {bag}: {written} frames")
     print(f"[4/4] replaying {bag} at {args.rate:g} Hz through segment_node to evaluator_node")
-    code = replay.run(replay.parse_args([
-        "--bag", str(bag), "--weights", str(weights.resolve()), "--device", "cpu", "--rate", str(args.rate),
-        "--input-size", f"{size[0]}x{size[1]}", "--out", str(args.out / "eval"), "-p", "cpu_threads:=1"]))
+    code = replay.run(replay.Replay(bag=bag, weights=str(weights.resolve()), device="cpu", rate=args.rate,
+                                    input_size=size, out=args.out / "eval", node_param=["cpu_threads:=1"]))
     if code:
         return code
     report = json.loads((args.out / "eval" / "report.json").read_text())

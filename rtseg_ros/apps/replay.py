@@ -12,38 +12,61 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtseg_ros.common import parse_size
 from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
 
 
-def parse_args(argv):
+@dataclass
+class Replay:
+    """One replay: what the three processes are given (the ``rtseg-replay`` flags, by the same names)."""
+
+    bag: Path
+    weights: str = ""  # empty: random weights
+    model: str = ""  # empty: the checkpoint's model, else farsee
+    device: str = "auto"
+    backend: str = "torch"
+    precision: str = "fp32"
+    input_size: tuple[int, int] | None = None  # network input (H, W); None: the model's
+    rate: float = 0.0  # frames per second; 0: the bag's recorded timing
+    input_qos: str = "reliable"
+    samples: int = 6
+    drain_timeout: float = 10.0
+    node_param: list[str] = field(default_factory=list)  # extra segment_node parameters, NAME:=VALUE
+    out: Path = Path("eval_out")
+
+
+def parse_args(argv) -> Replay:
     p = argparse.ArgumentParser(prog="rtseg-replay", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                 epilog="Example: rtseg-replay --bag val_bag --weights best.pt --out eval_out\n"
                                        "(set ROS_DOMAIN_ID / ROS_AUTOMATIC_DISCOVERY_RANGE as for any ROS 2 run)",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bag", type=Path, required=True, help="rosbag2 folder (e.g. from rtseg-make-bag)")
-    p.add_argument("--weights", default="", help="checkpoint for segment_node (empty: random weights)")
-    p.add_argument("--model", default="", help="registry name (default: the checkpoint's model, else farsee)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--backend", default="torch", choices=BACKENDS)
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--weights", default=Replay.weights, help="checkpoint for segment_node (empty: random weights)")
+    p.add_argument("--model", default=Replay.model,
+                   help="registry name (default: the checkpoint's model, else farsee)")
+    p.add_argument("--device", default=Replay.device, help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--backend", default=Replay.backend, choices=BACKENDS)
+    p.add_argument("--precision", default=Replay.precision, choices=PRECISIONS)
     p.add_argument("--input-size", type=parse_size, help="network input HxW (default: the model's)")
-    p.add_argument("--rate", type=float, default=0.0, help="frames per second; 0: the bag's recorded timing (default)")
-    p.add_argument("--input-qos", default="reliable", choices=("reliable", "sensor_data"),
+    p.add_argument("--rate", type=float, default=Replay.rate,
+                   help="frames per second; 0: the bag's recorded timing (default)")
+    p.add_argument("--input-qos", default=Replay.input_qos, choices=("reliable", "sensor_data"),
                    help="segment_node's image QoS (default reliable: measure the network, not transport losses; "
                         "sensor_data: as deployed)")
-    p.add_argument("--samples", type=int, default=6, help="sample rows in samples.png (default 6; 0: none)")
-    p.add_argument("--drain-timeout", type=float, default=10.0,
+    p.add_argument("--samples", type=int, default=Replay.samples,
+                   help="sample rows in samples.png (default 6; 0: none)")
+    p.add_argument("--drain-timeout", type=float, default=Replay.drain_timeout,
                    help="seconds to wait for the last predictions after the bag ends (default 10)")
     p.add_argument("-p", "--node-param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra segment_node parameter, e.g. -p cpu_threads:=1 (repeatable)")
-    p.add_argument("--out", type=Path, default=Path("eval_out"), help="report folder (default eval_out)")
-    return p.parse_args(argv)
+    p.add_argument("--out", type=Path, default=Replay.out, help="report folder (default eval_out)")
+    return Replay(**vars(p.parse_args(argv)))
 
 
-def commands(args) -> dict[str, list[str]]:
+def commands(args: Replay) -> dict[str, list[str]]:
     """The three processes, as ``replay.launch.py`` configures them."""
     python = [sys.executable, "-m"]
     node_params = {"model": args.model, "weights": args.weights, "device": args.device, "backend": args.backend,
@@ -63,7 +86,8 @@ def commands(args) -> dict[str, list[str]]:
     return {"evaluator_node": evaluator, "segment_node": node, "bag_player": player}
 
 
-def run(args) -> int:
+def run(args: Replay) -> int:
+    """Start the three processes and wait for the evaluator's report; its exit status (or the failed one's)."""
     processes = {name: subprocess.Popen(command) for name, command in commands(args).items()}
     evaluator = processes["evaluator_node"]
     try:
