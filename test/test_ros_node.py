@@ -34,7 +34,7 @@ from rtseg_ros.ros.segment_node import SegmentNode, StartupError  # noqa: E402
 # This module's own DDS domain (other test modules use others), varied by process so that two test runs
 # on one machine do not see each other's nodes.
 DOMAIN_ID = 90 + os.getpid() % 10
-SMALL = {"input_width": 128, "input_height": 64, "device": "cpu", "cpu_threads": 1}
+SMALL = {"model": "farsee", "input_width": 128, "input_height": 64, "device": "cpu", "cpu_threads": 1}
 H, W = 96, 160
 
 
@@ -299,6 +299,17 @@ def test_outputs_copy_the_header_and_match_the_segmenter(ros, seg_a):
     np.testing.assert_array_equal(array_of(out["color"][-1]), palette[labels])
     blend = 0.5 * rgb + 0.5 * palette[labels].astype(float)
     assert np.abs(array_of(out["overlay"][-1]).astype(float) - blend).max() <= 1.0
+
+
+def test_given_neither_model_nor_weights_the_node_runs_the_best_shipped_model(ros):
+    from rtseg_ros.models import pretrained
+
+    assert pretrained.choose("", "") == (None, pretrained.DEFAULT)
+    assert pretrained.choose("ddrnet23", "") == ("ddrnet23", None)  # a model alone: random weights, said loudly
+    assert pretrained.choose("", "/w/best.pt") == (None, "/w/best.pt")
+    node = ros.node("seg_shipped", model="")
+    assert (node.segmenter.loaded.name, node.segmenter.dataset.name) == ("sgcpnet", "camvid")
+    assert not node.segmenter.random_weights and pretrained.DEFAULT in node.segmenter.loaded.weights_note
 
 
 def test_class_info_is_latched_json(ros, seg_a):

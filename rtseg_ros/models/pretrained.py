@@ -70,6 +70,14 @@ def resolve_weights(weights: str | Path) -> Path:
     return shipped.path
 
 
+def choose(model: str | None, weights: str | None) -> tuple[str | None, str | None]:
+    """(model, weights) to build, from what a user gave: weights alone name their model; a model alone runs
+    on random weights (plumbing checks); neither gives the best shipped model, ``DEFAULT``."""
+    if not model and not weights:
+        return None, DEFAULT
+    return model or None, weights or None
+
+
 def markdown_table() -> str:
     """The shipped weights, as ``rtseg-models`` prints them."""
     lines = ["| weights | model | dataset (classes) | input (H×W) | val mIoU | trained | sha256 |",

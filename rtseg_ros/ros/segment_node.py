@@ -35,8 +35,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from rtseg_ros.common import stamp_to_ns
-from rtseg_ros.ros import params
 from rtseg_ros.data.encodings import BadFrame, FrameDecoder
+from rtseg_ros.models import pretrained
+from rtseg_ros.ros import params
 from rtseg_ros.ros.conversions import class_info_json, fill_image, scale_camera_info
 from rtseg_ros.ros.diagnostics import FrameStats, Limits, ThrottledLog, segmentation_status, to_array
 from rtseg_ros.ros.node_main import node_main
@@ -122,8 +123,8 @@ class SegmentNode(Node):
             torch.set_num_threads(c["cpu_threads"])
         device = ("cuda" if torch.cuda.is_available() else "cpu") if c["device"] == "auto" else c["device"]
         input_size = (c["input_height"], c["input_width"]) if c["input_width"] else None
-        model = c["model"] or (None if c["weights"] else "farsee")  # None: the checkpoint names it
-        return Segmenter(model, weights=c["weights"] or None, device=device, backend=c["backend"],
+        model, weights = pretrained.choose(c["model"], c["weights"])
+        return Segmenter(model, weights=weights, device=device, backend=c["backend"],
                          precision=c["precision"], input_size=input_size, keep_aspect=c["keep_aspect"],
                          output_resolution=c["output_resolution"], upsample=c["upsample"], dataset=c["dataset"],
                          engine_cache_dir=c["engine_cache_dir"] or None)
@@ -181,9 +182,14 @@ class SegmentNode(Node):
                  f"{facts['precision']}, network input {facts['input_size']} (keep_aspect={c['keep_aspect']}); "
                  f"input {self.input_topic} ({c['input_qos']}); outputs {self.resolve_topic_name('~/labels')} and "
                  f"siblings at {c['output_resolution']} resolution")
+        if not c["model"] and not c["weights"]:
+            shipped = pretrained.BY_NAME[pretrained.DEFAULT]
+            log.info(f"no model or weights given: running the shipped {shipped.name} ({shipped.model} trained on "
+                     f"{shipped.dataset}, {shipped.num_classes} classes, val mIoU {100 * shipped.val_miou:.1f} %)")
         if seg.random_weights:
             log.warning(f"NO WEIGHTS GIVEN: model {facts['model']} runs with RANDOM initialisation; its labels are "
-                        "meaningless (plumbing checks only). Set weights:=/path/to/checkpoint.pt")
+                        f"meaningless (plumbing checks only). Set weights:=/path/to/checkpoint.pt, or "
+                        f"weights:={pretrained.DEFAULT} (shipped)")
 
     # -- parameters ----------------------------------------------------------------------------------
     def _check_parameters(self, changed: list[Parameter]) -> SetParametersResult:
