@@ -402,6 +402,7 @@ def test_run_writes_checkpoints_logs_and_config(tmp_path, synth):
     val_rows = (run / "val_log.csv").read_text().splitlines()
     assert len(val_rows) == 3 and "road" in val_rows[0]
     assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # redrawn at each validation
     with pytest.raises(SystemExit, match="already holds a run"):  # never overwrite a run by accident
         main(tiny_args(synth, run))
 

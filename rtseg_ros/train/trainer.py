@@ -4,7 +4,7 @@ Everything that can be wrong with the inputs (config, model name, data folders, 
 checkpoint) is checked before the first iteration. Rank 0 alone writes the run folder:
 
 ``config.yaml`` (resolved config), ``last.pt`` / ``best.pt`` (see :mod:`rtseg_ros.models.checkpoint`), ``train_log.csv``,
-``val_log.csv`` and ``tb/`` (TensorBoard).
+``val_log.csv``, ``curves.png`` (both logs plotted) and ``tb/`` (TensorBoard).
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from ..models.checkpoint import CheckpointError, check_compatible, load_checkpoi
 from ..models.registry import ModelEntry, build_model, get_entry
 from .checkpoint import rng_state, set_rng_state
 from .config import ConfigError, save_yaml
+from .curves import plot_curves
 from .data import DataCheckError, TrainSampler, TrainSet, ValSet, check_split, open_splits, worker_error_message
 from .losses import build_loss
 from .optim import build_optimizer, build_scheduler
@@ -156,6 +157,7 @@ class RunLog:
             for i, image in enumerate(images):
                 self.writer.add_image(f"val/prediction_{i}", image, iteration, dataformats="HWC")
             self.writer.flush()
+        plot_curves(self.out_dir)
 
     def close(self) -> None:
         if self.writer:
