@@ -115,6 +115,8 @@ def test_converted_buffer_is_reused_while_the_size_stays():
     ("data_size", Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(40))),
     ("data_size", Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(60))),
     ("step", Image(height=2, width=3, encoding="yuv422", step=6, data=bytes(12))),
+    # declared dimensions are checked before the data: a frame this large is refused whatever it carries
+    ("too_large", Image(height=20000, width=20000, encoding="rgb8", step=60000, data=bytes(12))),
 ])
 def test_bad_frames_name_their_cause(cause, msg):
     with pytest.raises(BadFrame) as info:
@@ -146,6 +148,23 @@ def test_bad_compressed_frames_name_their_cause(cause, msg):
     with pytest.raises(BadFrame) as info:
         FrameDecoder().compressed(msg)
     assert info.value.cause == cause
+
+
+def test_a_decompression_bomb_is_refused_from_its_header_before_decoding(monkeypatch):
+    """A few KB of PNG declaring 4100 x 4100 (17 M pixels, past the 16.8 M default): refused by its header,
+    without cv2 ever decoding (and allocating) it; a limit is a limit for small frames too."""
+    bomb = CompressedImage(format="png", data=cv2.imencode(".png", np.zeros((4100, 4100), np.uint8))[1].tobytes())
+    assert len(bomb.data) < 64 * 1024
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a))
+    with pytest.raises(BadFrame) as info:
+        FrameDecoder().compressed(bomb)
+    assert info.value.cause == "too_large" and "4100x4100" in str(info.value) and not decoded
+    monkeypatch.undo()
+    small = CompressedImage(format="png", data=cv2.imencode(".png", smooth_rgb())[1].tobytes())
+    FrameDecoder().compressed(small)  # fits the default
+    with pytest.raises(BadFrame, match="max_input_pixels"):
+        FrameDecoder(max_pixels=H * W - 1).compressed(small)
 
 
 def test_fill_image_copies_once_into_a_reused_buffer():

@@ -364,6 +364,7 @@ def test_bad_input_is_skipped_counted_and_the_node_keeps_going(ros, seg_a):
         "step": Image(height=H, width=W, encoding="rgb8", step=W, data=bytes(H * W)),
         "empty": Image(height=0, width=0, encoding="rgb8", step=0, data=b""),
         "data_size": Image(height=H, width=W, encoding="rgb8", step=W * 3, data=bytes(H * W * 3 // 2)),
+        "too_large": Image(height=20000, width=20000, encoding="rgb8", step=60000, data=bytes(H * W * 3)),
     }
     for msg in bad.values():  # marked, so an output made from a bad frame would be recognised
         msg.header.frame_id = "bad_frame"

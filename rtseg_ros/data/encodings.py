@@ -8,9 +8,12 @@ Anything wrong with a frame raises ``BadFrame`` naming one cause.
 """
 from __future__ import annotations
 
+import io
+import warnings
 from typing import NamedTuple
 
 import cv2
+import PIL.Image
 import numpy as np
 
 
@@ -33,7 +36,10 @@ YUV422 = {"yuv422": cv2.COLOR_YUV2RGB_UYVY, "uyvy": cv2.COLOR_YUV2RGB_UYVY,
 SUPPORTED = tuple(DIRECT) + tuple(BAYER) + tuple(YUV422)
 
 # Causes of rejected frames, as counted in diagnostics.
-CAUSES = ("encoding", "empty", "step", "data_size", "decode")
+CAUSES = ("encoding", "empty", "too_large", "step", "data_size", "decode")
+# Frames above this many pixels are refused before anything is allocated for them: 4096 x 4096 covers
+# every camera a robot carries (4K UHD is 8.3 M), while a 64 KB PNG can declare 8192 x 8192.
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 class BadFrame(ValueError):
@@ -50,8 +56,14 @@ class FrameDecoder:
     The array may be a view of the message's buffer or of a buffer reused by the next call.
     """
 
-    def __init__(self):
+    def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.max_pixels = max_pixels
         self._converted: np.ndarray | None = None
+
+    def _check_size(self, width: int, height: int, what: str) -> None:
+        if width * height > self.max_pixels:
+            raise BadFrame("too_large", f"{what} declares {width}x{height} = {width * height / 1e6:.1f} M pixels, "
+                                        f"more than max_input_pixels = {self.max_pixels / 1e6:.1f} M")
 
     def image(self, msg) -> tuple[np.ndarray, str]:
         encoding, height, width, step = msg.encoding, msg.height, msg.width, msg.step
@@ -66,6 +78,7 @@ class FrameDecoder:
         size = len(msg.data)
         if height == 0 or width == 0 or size == 0:
             raise BadFrame("empty", f"empty image ({width}x{height}, {size} bytes of data)")
+        self._check_size(width, height, "image")
         if step < width * pixel_bytes:
             raise BadFrame("step", f"step {step} is less than width {width} x {pixel_bytes} bytes per pixel "
                                    f"of {encoding}")
@@ -88,6 +101,15 @@ class FrameDecoder:
             raise BadFrame("empty", "empty compressed image (0 bytes)")
         if "compresseddepth" in msg.format.lower():
             raise BadFrame("encoding", f"compressed depth images ({msg.format!r}) cannot be segmented")
+        try:  # the header alone, so that a small file declaring a huge image is refused before decoding
+            with warnings.catch_warnings():  # PIL's own bomb warning: the limit below is the one that applies
+                warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+                with PIL.Image.open(io.BytesIO(msg.data)) as header:
+                    width, height = header.size
+        except (OSError, ValueError, PIL.Image.DecompressionBombError):
+            raise BadFrame("decode", f"cannot read the header of {data.size} bytes of compressed image "
+                                     f"(format {msg.format!r})") from None
+        self._check_size(width, height, "compressed image")
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         if image is None:
             raise BadFrame("decode", f"cannot decode {data.size} bytes of compressed image (format {msg.format!r})")

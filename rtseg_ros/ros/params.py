@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
+from rtseg_ros.data.encodings import DEFAULT_MAX_PIXELS
 from rtseg_ros.ros.qos import INPUT_QOS
 from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
 
@@ -66,6 +67,9 @@ PARAMETERS: tuple[Param, ...] = (
           range=(0.0, 1000.0)),
     Param("max_age_ms", 0.0, "skip a frame older than this (node clock minus its header stamp) when its "
           "inference would start, counted as frames_stale; 0: never", live=True, range=(0.0, 1e6)),
+    Param("max_input_pixels", DEFAULT_MAX_PIXELS, "frames declaring more pixels than this (width x height, raw or in a "
+          "compressed header) are refused before anything is allocated for them, counted as too_large",
+          range=(1, 2**31 - 1)),
     Param("transport", "raw", "subscribe `image` (raw, sensor_msgs/Image) or `image/compressed` "
           "(compressed, sensor_msgs/CompressedImage, JPEG/PNG)", choices=("raw", "compressed")),
     Param("engine_cache_dir", "", "where ONNX exports and TensorRT engines are cached; empty: the runtime's default"),

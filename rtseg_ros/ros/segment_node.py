@@ -91,7 +91,7 @@ class SegmentNode(Node):
 
         self.stats = FrameStats()
         self.throttle = ThrottledLog()
-        self.decoder = FrameDecoder()
+        self.decoder = FrameDecoder(self.config["max_input_pixels"])
         self.latest = LatestSlot(max_fps=self.live["max_fps"])  # callback → worker; latest frame wins
         self._image: str | None = None  # the last frame segmented, as "WxH encoding", for diagnostics
         self._network_input = self.segmenter.input_size  # the last frame's network input (H, W)
