@@ -213,15 +213,15 @@ def test_rtseg_checkpoint_of_another_model_names_both(tmp_path):
 # -- TensorRT paths that need no TensorRT ------------------------------------------------------------
 
 def test_engine_cache_key_detects_any_change(tmp_path):
-    key = backends.engine_cache_key("farsee", "abc", (1, 3, 512, 1024), "fp16", "10.3.0", "NVIDIA H100")
+    key = backends.engine_cache_key("farsee", 19, "abc", (1, 3, 512, 1024), "fp16", "10.3.0", "NVIDIA H100")
     engine, sidecar = backends.engine_paths(tmp_path, key)
-    assert engine.name.startswith("farsee-512x1024-fp16-")
+    assert engine.name.startswith("farsee-19c-512x1024-fp16-")
     assert not backends.cached_engine_matches(engine, sidecar, key)
     write_bytes_atomic(engine, b"engine")
     write_bytes_atomic(sidecar, __import__("json").dumps(key).encode())
     assert backends.cached_engine_matches(engine, sidecar, key)
     for field, value in (("weights", "abd"), ("input_shape", [1, 3, 512, 512]), ("precision", "fp32"),
-                         ("tensorrt", "10.4.0"), ("gpu", "NVIDIA A100"), ("model", "ddrnet23")):
+                         ("tensorrt", "10.4.0"), ("gpu", "NVIDIA A100"), ("model", "ddrnet23"), ("classes", 11)):
         assert not backends.cached_engine_matches(engine, sidecar, {**key, field: value}), field
     sidecar.write_text("{corrupt")
     assert not backends.cached_engine_matches(engine, sidecar, key)
@@ -240,12 +240,22 @@ def test_missing_tensorrt_says_how_to_install():
 
 # -- CUDA ---------------------------------------------------------------------------------------------
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+cuda = pytest.mark.cuda  # skipped without a GPU (conftest); the GPU check runs `pytest -m cuda`
+
+
+@pytest.fixture
+def ieee_fp32():
+    """cuDNN runs "fp32" convolutions in TF32 by default; fp32 agreement with the CPU needs real fp32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 @cuda
 @pytest.mark.parametrize("graphs", [False, True])
-def test_cuda_steady_state_makes_no_allocations(graphs):
+def test_cuda_steady_state_makes_no_allocations(graphs, ieee_fp32):
+    torch.manual_seed(0)
     seg = Segmenter(MODEL, device="cuda", input_size=(256, 512), cuda_graphs=graphs)
     rgb = frame(512, 1024)
     for _ in range(3):
@@ -261,8 +271,208 @@ def test_cuda_steady_state_makes_no_allocations(graphs):
     assert after["segment.all.allocated"] == before["segment.all.allocated"]
     if graphs:
         assert after["allocation.all.allocated"] == before["allocation.all.allocated"]
+    torch.manual_seed(0)  # the same random weights as the CUDA Segmenter
     cpu = Segmenter(MODEL, input_size=(256, 512))
     assert (seg(rgb, "bgr8").labels == cpu(rgb, "bgr8").labels).mean() > 0.999
+
+
+def seeded_pair(**options):
+    """A CPU fp32 reference and a Segmenter with ``options``, both with the same random weights."""
+    torch.manual_seed(0)
+    reference = Segmenter(MODEL, input_size=(256, 512))
+    torch.manual_seed(0)
+    return reference, Segmenter(MODEL, input_size=(256, 512), **options)
+
+
+def scene(h=512, w=1024):
+    from rtseg_ros.data.synth import generate_scene
+
+    return generate_scene(np.random.default_rng(0), h, w)[0]
+
+
+def agreement(a: Segmenter, b: Segmenter, rgb) -> float:
+    return float((a(rgb, "rgb8").labels == b(rgb, "rgb8").labels).mean())
+
+
+@cuda
+@pytest.mark.parametrize("precision, floor", [("fp16", 0.99), ("bf16", 0.95)])
+def test_cuda_reduced_precision_agrees_with_cpu_fp32(precision, floor):
+    if precision == "bf16" and torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("bf16 needs sm80+")
+    reference, seg = seeded_pair(device="cuda", precision=precision)
+    assert agreement(reference, seg, scene()) >= floor
+
+
+@cuda
+def test_cuda_onnxruntime_runs_on_the_gpu_and_agrees(tmp_path, ieee_fp32):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime without CUDA here (onnxruntime-gpu not installed)")
+    for precision, floor in (("fp32", 0.999), ("fp16", 0.99)):
+        reference, seg = seeded_pair(device="cuda", backend="onnxruntime", precision=precision,
+                                     engine_cache_dir=str(tmp_path))
+        assert seg._runner.session.get_providers()[0] == "CUDAExecutionProvider"
+        assert agreement(reference, seg, scene()) >= floor, precision
+
+
+@cuda
+def test_cuda_tensorrt_builds_typed_engines_and_agrees(tmp_path):
+    pytest.importorskip("tensorrt")
+    for precision, floor in (("fp32", 0.99), ("fp16", 0.99)):
+        reference, seg = seeded_pair(device="cuda", backend="tensorrt", precision=precision,
+                                     engine_cache_dir=str(tmp_path))
+        assert agreement(reference, seg, scene()) >= floor, precision
+        (_, _, image, _), = seg._runner._engines.values()
+        assert image.dtype == {"fp32": torch.float32, "fp16": torch.float16}[precision]
+
+
+@cuda
+def test_cuda_device_n_from_a_worker_thread():
+    import threading
+
+    index = torch.cuda.device_count() - 1  # cuda:1 where there are two GPUs; cuda:0 still checks the plumbing
+    reference, seg = seeded_pair(device=f"cuda:{index}", cuda_graphs=True)
+    assert next(seg.network.parameters()).device == torch.device("cuda", index)
+    results = {}
+    thread = threading.Thread(target=lambda: results.update(labels=seg(scene(), "rgb8").labels.copy()))
+    thread.start()
+    thread.join()
+    assert (results["labels"] == reference(scene(), "rgb8").labels).mean() > 0.99
+
+
+# -- GPU plumbing through small seams (no GPU needed) --------------------------------------------------
+
+def test_random_weights_are_cached_under_their_own_digest():
+    from rtseg_ros.runtime.weights import load_model
+
+    torch.manual_seed(0)
+    first = load_model(MODEL, None)
+    torch.manual_seed(1)
+    second = load_model(MODEL, None)
+    torch.manual_seed(0)
+    again = load_model(MODEL, None)
+    assert first.weights_digest.startswith("random-") and first.weights_digest != second.weights_digest
+    assert again.weights_digest == first.weights_digest
+
+
+class FakeStream:
+    cuda_stream = 0xBEEF
+
+
+def test_onnxruntime_asks_for_the_segmenters_device_and_stream():
+    (name, options), cpu = backends.onnxruntime_providers(torch.device("cuda", 1), FakeStream())
+    assert name == "CUDAExecutionProvider" and cpu == "CPUExecutionProvider"
+    assert options == {"device_id": 1, "user_compute_stream": str(0xBEEF)}
+    assert backends.onnxruntime_providers(torch.device("cpu"), None) == ["CPUExecutionProvider"]
+
+
+def test_onnxruntime_cpu_fallback_is_refused_in_one_line():
+    class FakeSession:
+        def __init__(self, granted):
+            self.granted = granted
+
+        def get_providers(self):
+            return self.granted
+
+    with pytest.raises(RuntimeError, match=r"did not grant CUDAExecutionProvider on cuda:0 .*onnxruntime-gpu") as error:
+        backends.require_granted_provider(FakeSession(["CPUExecutionProvider"]), torch.device("cuda", 0))
+    assert "\n" not in str(error.value)
+    backends.require_granted_provider(FakeSession(["CUDAExecutionProvider", "CPUExecutionProvider"]),
+                                      torch.device("cuda", 0))
+    backends.require_granted_provider(FakeSession(["CPUExecutionProvider"]), torch.device("cpu"))
+
+
+def test_precisions_the_backend_or_gpu_cannot_run_are_refused():
+    from rtseg_ros.runtime.segmenter import check_precision
+
+    with pytest.raises(RuntimeError, match="compute capability 8.0 or newer .sm80.*this one is sm75"):
+        check_precision("bf16", "torch", (7, 5))
+    check_precision("bf16", "tensorrt", (8, 0))
+    check_precision("bf16", "torch", None)  # the CPU runs bf16
+    check_precision("fp16", "torch", (7, 5))
+    with pytest.raises(ValueError, match="'onnxruntime' runs fp32 or fp16, not bf16"):
+        Segmenter(MODEL, input_size=NET, backend="onnxruntime", precision="bf16")
+
+
+def test_onnxruntime_fp16_runs_an_fp16_export(tmp_path):
+    reference, seg = seeded_pair(backend="onnxruntime", precision="fp16", engine_cache_dir=str(tmp_path))
+    assert seg._runner.session.get_inputs()[0].type == "tensor(float16)"
+    assert seg._runner.path.name.endswith("-fp16.onnx") and f"-{seg.dataset.num_classes}c-" in seg._runner.path.name
+    assert agreement(reference, seg, scene(128, 256)) >= 0.99
+
+
+def test_device_context_makes_the_device_and_stream_current(monkeypatch):
+    import contextlib
+    from rtseg_ros.runtime.segmenter import device_context
+
+    entered = []
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext(entered.append(("device", d))))
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext(entered.append(("stream", s))))
+    stream = FakeStream()
+    with device_context(torch.device("cuda", 1), stream):
+        pass
+    assert entered == [("device", torch.device("cuda", 1)), ("stream", stream)]
+    entered.clear()
+    with device_context(torch.device("cpu"), None):
+        pass
+    assert entered == []
+
+
+def test_tensorrt_buffers_take_the_engines_tensor_types():
+    from types import SimpleNamespace
+
+    assert backends.torch_dtype_of(SimpleNamespace(name="HALF")) == torch.float16
+    assert backends.torch_dtype_of(SimpleNamespace(name="BF16")) == torch.bfloat16
+    assert backends.torch_dtype_of(SimpleNamespace(name="FLOAT")) == torch.float32
+    with pytest.raises(RuntimeError, match="type INT8"):
+        backends.torch_dtype_of(SimpleNamespace(name="INT8"))
+
+
+def test_tensorrt_builds_strongly_typed_networks_without_precision_flags(tmp_path):
+    """A fake ``tensorrt`` module with only what TensorRT 10 and 11 both have: no BuilderFlag.FP16/BF16."""
+    from types import SimpleNamespace
+
+    calls = {}
+
+    class Fake:
+        def __init__(self, *args):
+            pass
+
+        def __getattr__(self, name):  # every TensorRT call is recorded; each returns another fake
+            def method(*args):
+                calls[name] = args
+                return b"engine" if name == "build_serialized_network" else Fake()
+            return method
+
+    class Parser(Fake):
+        num_errors = 0
+
+        def parse(self, data):
+            return True
+
+    for strongly_typed in (SimpleNamespace(STRONGLY_TYPED=5), SimpleNamespace()):  # TensorRT 10; a later 11
+        calls.clear()
+        trt = SimpleNamespace(Logger=type("Logger", (Fake,), {"WARNING": 2}), Builder=Fake, OnnxParser=Parser,
+                              NetworkDefinitionCreationFlag=strongly_typed, BuilderFlag=SimpleNamespace())
+        (tmp_path / "m.onnx").write_bytes(b"onnx")
+        key = backends.engine_cache_key(MODEL, 19, "abc", (1, 3, 64, 128), "fp16", "11.0", "GPU")
+        engine, sidecar = backends.engine_paths(tmp_path, key)
+        assert backends.build_engine(trt, tmp_path / "m.onnx", (1, 3, 64, 128), engine, sidecar, key) == b"engine"
+        assert calls["create_network"] == ((1 << 5,) if hasattr(strongly_typed, "STRONGLY_TYPED") else (0,))
+        assert "set_flag" not in calls and backends.cached_engine_matches(engine, sidecar, key)
+
+
+def test_naive_loop_runs_its_own_copy_on_the_benchmark_device():
+    from types import SimpleNamespace
+    from rtseg_ros.bench.pipeline import NaiveLoop
+    from rtseg_ros.runtime.weights import load_model
+
+    loaded = load_model(MODEL, None)
+    loaded.model.upsample_logits = False  # as the Segmenter leaves it
+    fake = SimpleNamespace(loaded=loaded, device=torch.device("meta"), dataset=loaded.dataset)
+    naive = NaiveLoop(fake)
+    assert {p.device.type for p in naive.model.parameters()} == {"meta"} and naive.model.upsample_logits
+    assert {p.device.type for p in loaded.model.parameters()} == {"cpu"} and not loaded.model.upsample_logits
 
 
 def official_state_dict(name: str) -> dict:

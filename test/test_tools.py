@@ -75,3 +75,17 @@ def test_model_speed_rows_carry_the_eager_baseline_and_paper_figures():
     assert row["speedup"] == pytest.approx(row["fps"] / row["eager_fp32_fps"])
     assert row["paper_fps"] == 108.8 and row["paper_resolution"] == [1024, 2048]
     assert "| ddrnet23_slim | 64×128 | fp32 | off |" in speed_table([row])
+
+
+def test_gpu_check_reports_skipped_parts_and_checks_targets(tmp_path):
+    from rtseg_ros.bench import gpu_check
+
+    rows = [{"model": "ddrnet23_slim", "size": [1024, 2048], "precision": "fp16", "fps": 700.0},
+            {"model": "ddrnet23_slim", "size": [1024, 2048], "precision": "fp32", "fps": 900.0}]
+    (paper, slim) = gpu_check.targets(rows)  # paper: 5x 108.8 at 1024x2048; then the 600 FPS target
+    assert paper["met"] and paper["target_fps"] == pytest.approx(544.0) and slim["met"] and slim["fps"] == 700.0
+    report = {"device": "cpu", "quick": True, "environment": {"torch": "x"}, "targets": [],
+              "parts": {"tensorrt": {"status": "skipped", "reason": "no CUDA GPU", "seconds": 0.0}}}
+    gpu_check.write(tmp_path, report)
+    assert json.loads((tmp_path / "gpu_check.json").read_text()) == report
+    assert "| tensorrt | skipped | 0.0 | no CUDA GPU |" in (tmp_path / "gpu_check.md").read_text()

@@ -6,6 +6,8 @@
               per model, precision and CUDA-graph setting
   --node      the running ROS node: end-to-end latency vs bare rclpy transport and the Segmenter alone,
               at fixed input rates (--rates); with --peak, the highest rate losing < 5 % of frames
+  --gpu-check all of the GPU figures in one run of at most 9 minutes (scripts/gpu_check.sh installs
+              TensorRT first); --quick rehearses it on a CPU with small sizes
 Prints a Markdown table and writes JSON (``--json``).
 """
 from __future__ import annotations
@@ -30,6 +32,12 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--pipeline", action="store_true", help="Segmenter vs naive loop on the same frames")
     mode.add_argument("--models", nargs="*", metavar="MODEL", help="forward speed per model (none named: all)")
     mode.add_argument("--node", action="store_true", help="the ROS node vs bare transport and the Segmenter")
+    mode.add_argument("--gpu-check", action="store_true",
+                      help="the one GPU check: CUDA tests, --models, --pipeline, allocations, fp16 agreement, "
+                           "TensorRT; writes gpu_check.json and gpu_check.md into --out")
+    parser.add_argument("--out", type=Path, default=Path("gpu_check"), help="--gpu-check: output folder")
+    parser.add_argument("--quick", action="store_true", help="--gpu-check: small sizes (the CPU rehearsal)")
+    parser.add_argument("--budget", type=float, default=540.0, help="--gpu-check: seconds for the whole run (default 540)")
     parser.add_argument("--model", default="farsee", help="model for --pipeline/--node (default farsee)")
     parser.add_argument("--size", type=parse_size, nargs="+",
                         help="frame size(s) H x W (default: 1024x2048; --node: 480x640 720x1280 1024x2048)")
@@ -47,7 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = args.size or [(1024, 2048)]
 
-    if args.pipeline:
+    if args.gpu_check:
+        from rtseg_ros.bench.gpu_check import run_gpu_check
+
+        report = run_gpu_check(args.out, quick=args.quick, budget_s=args.budget)
+        print((args.out / "gpu_check.md").read_text())
+        rows = [report]
+    elif args.pipeline:
         rows = [bench_pipeline(args.model, size, args.frames, args.device, p, args.input_size)
                 for size in sizes for p in args.precision]
         print(pipeline_table(rows))

@@ -2,6 +2,7 @@
 timing), per model, precision and CUDA-graph setting, beside the network as built in the same run."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 
@@ -12,31 +13,70 @@ from rtseg_ros.runtime.folding import fold_batchnorm
 from rtseg_ros.runtime.segmenter import DTYPES
 
 
+def fp32_math(device: str) -> str:
+    """Which math "fp32" means on ``device``: on CUDA, cuDNN runs fp32 convolutions in TF32 unless
+    ``torch.backends.cudnn.allow_tf32`` is False (PyTorch's default: True); recorded with every row."""
+    if not str(device).startswith("cuda"):
+        return "ieee"
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+
+
 def bench_models(models: list[str], sizes: list[tuple[int, int]], device: str, precisions: list[str],
                  graphs: list[bool], seconds: float = 3.0) -> list[dict]:
     """Forward-only FPS, batch 1, random input, warm-up, synchronised (DDRNet/PIDNet speed protocol), of the
     optimised network (BN folded, channels_last, each precision, CUDA graph on/off) beside the network as
     built (eager fp32, NCHW, BN unfolded) at the same size in the same run."""
     rows = []
+    with torch.cuda.device(torch.device(device)) if device.startswith("cuda") else contextlib.nullcontext():
+        for name in models:
+            rows.extend(_bench_model(name, sizes, device, precisions, graphs, seconds))
+    return rows
+
+
+def _bench_model(name: str, sizes, device: str, precisions, graphs, seconds: float) -> list[dict]:
+    rows = []
+    eager = build_model(name).eval()
+    eager.upsample_logits = True
+    folded, _ = fold_batchnorm(eager, torch.randn(1, 3, 128, 256))
+    eager.to(device)
+    paper = get_entry(name).paper
+    for size in sizes:
+        x = torch.randn(1, 3, *size, device=device)
+        eager_fps = _fps(lambda: eager(x), device, seconds)
+        for precision in precisions:
+            dtype = DTYPES[precision]
+            net = copy.deepcopy(folded).to(device, dtype).to(memory_format=torch.channels_last)
+            xc = x.to(dtype).contiguous(memory_format=torch.channels_last)
+            for use_graph in graphs if device.startswith("cuda") else [False]:
+                fps = _fps(_graphed(net, xc) if use_graph else (lambda: net(xc)), device, seconds)
+                rows.append({"model": name, "size": list(size), "precision": precision, "backend": "torch",
+                             "cuda_graph": use_graph,
+                             "fps": fps, "ms": 1e3 / fps, "eager_fp32_fps": eager_fps, "speedup": fps / eager_fps,
+                             "paper_fps": paper.fps, "paper_resolution": list(paper.resolution or ()),
+                             "paper_gpu": paper.gpu, "device": _device_name(device),
+                             "fp32_math": fp32_math(device)})
+    return rows
+
+
+def bench_tensorrt(models: list[str], sizes: list[tuple[int, int]], device: str, precisions: list[str],
+                   seconds: float = 3.0) -> list[dict]:
+    """Forward-only FPS of each network's TensorRT engine (built on first use, cached), by the same protocol
+    as ``bench_models``: the Segmenter's own runner on a random input, on its stream and device."""
+    from rtseg_ros.runtime.segmenter import Segmenter, device_context
+
+    rows = []
     for name in models:
-        eager = build_model(name).eval()
-        eager.upsample_logits = True
-        folded, _ = fold_batchnorm(eager, torch.randn(1, 3, 128, 256))
-        eager.to(device)
         paper = get_entry(name).paper
         for size in sizes:
-            x = torch.randn(1, 3, *size, device=device)
-            eager_fps = _fps(lambda: eager(x), device, seconds)
             for precision in precisions:
-                dtype = DTYPES[precision]
-                net = copy.deepcopy(folded).to(device, dtype).to(memory_format=torch.channels_last)
-                xc = x.to(dtype).contiguous(memory_format=torch.channels_last)
-                for use_graph in graphs if device.startswith("cuda") else [False]:
-                    fps = _fps(_graphed(net, xc) if use_graph else (lambda: net(xc)), device, seconds)
-                    rows.append({"model": name, "size": list(size), "precision": precision, "cuda_graph": use_graph,
-                                 "fps": fps, "ms": 1e3 / fps, "eager_fp32_fps": eager_fps, "speedup": fps / eager_fps,
-                                 "paper_fps": paper.fps, "paper_resolution": list(paper.resolution or ()),
-                                 "paper_gpu": paper.gpu, "device": _device_name(device)})
+                seg = Segmenter(name, device=device, backend="tensorrt", precision=precision, input_size=size)
+                with device_context(seg.device, seg.stream):
+                    x = torch.randn(1, 3, *size, device=seg.device)
+                    fps = _fps(lambda: seg._runner(x), device, seconds)
+                rows.append({"model": name, "size": list(size), "precision": precision, "backend": "tensorrt",
+                             "cuda_graph": False, "fps": fps, "ms": 1e3 / fps, "eager_fp32_fps": None,
+                             "speedup": None, "paper_fps": paper.fps, "paper_resolution": list(paper.resolution or ()),
+                             "paper_gpu": paper.gpu, "device": _device_name(device), "fp32_math": fp32_math(device)})
     return rows
 
 
@@ -68,8 +108,8 @@ def _graphed(net, x):
 
 
 def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    if device.startswith("cuda"):  # the papers' protocol: the whole device, once per timed block
+        torch.cuda.synchronize(torch.device(device))
 
 
 def _device_name(device: str) -> str:
@@ -84,7 +124,10 @@ def models_table(rows: list[dict]) -> str:
     for r in rows:
         paper = (f"{r['paper_fps']} ({r['paper_gpu']}, {'×'.join(map(str, r['paper_resolution']))})"
                  if r["paper_fps"] else "-")
-        lines.append(f"| {r['model']} | {r['size'][0]}×{r['size'][1]} | {r['precision']} | "
-                     f"{'on' if r['cuda_graph'] else 'off'} | {r['fps']:.1f} | {r['ms']:.2f} | {r['eager_fp32_fps']:.1f} | "
-                     f"{r['speedup']:.2f}× | {paper} | {r['device']} |")
+        precision = r["precision"] if r.get("backend", "torch") == "torch" else f"{r['precision']} ({r['backend']})"
+        eager = "-" if r["eager_fp32_fps"] is None else f"{r['eager_fp32_fps']:.1f}"
+        speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}×"
+        lines.append(f"| {r['model']} | {r['size'][0]}×{r['size'][1]} | {precision} | "
+                     f"{'on' if r['cuda_graph'] else 'off'} | {r['fps']:.1f} | {r['ms']:.2f} | {eager} | "
+                     f"{speedup} | {paper} | {r['device']} |")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 post-processing on the CPU, eager fp32, full-resolution logits brought back), on the same frames."""
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rtseg_ros.bench.models import fp32_math
 from rtseg_ros.common import percentiles, rss_mib
 from rtseg_ros.runtime.segmenter import Segmenter
 
@@ -31,7 +33,9 @@ class NaiveLoop:
     """What a first ROS node usually does: everything per frame, on the CPU, in eager fp32."""
 
     def __init__(self, segmenter: Segmenter):
-        self.model = segmenter.loaded.model.eval()  # the unfolded network, same weights
+        # Its own copy of the network as built (BN unfolded, same weights, fp32) on the benchmark's device:
+        # the Segmenter moves only its folded copy there, and must keep its own settings untouched.
+        self.model = copy.deepcopy(segmenter.loaded.model).eval().to(segmenter.device)
         self.model.upsample_logits = True
         self.mean, self.std = np.array(segmenter.loaded.mean), np.array(segmenter.loaded.std)
         self.palette = segmenter.dataset.palette_lut()
@@ -65,14 +69,12 @@ def bench_pipeline(model: str, size: tuple[int, int], frames: int, device: str, 
         memory_start, times = rss_mib(), []
         for i in tqdm(range(frames), desc=f"{model} {name}", leave=False):
             start = time.perf_counter()
-            run(images[i % len(images)])
-            if segmenter.device.type == "cuda":
-                torch.cuda.synchronize()
+            run(images[i % len(images)])  # both loops return host arrays: the frame's GPU work is done
             times.append(1e3 * (time.perf_counter() - start))
         results[name] = {**summarise(times), "rss_start_mib": memory_start, "rss_end_mib": rss_mib()}
     agreement = float(np.mean([(segmenter(im, "bgr8").labels == naive(im)[0]).mean() for im in images[:2]]))
     return {"model": model, "frame": list(size), "network_input": list(segmenter.net_hw), "device": device,
-            "precision": precision, "frames": frames, "threads": torch.get_num_threads(), **results,
+            "precision": precision, "fp32_math": fp32_math(device), "frames": frames, "threads": torch.get_num_threads(), **results,
             "speedup": results["segmenter"]["fps"] / results["naive"]["fps"], "label_agreement": agreement}
 
 

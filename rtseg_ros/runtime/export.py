@@ -14,13 +14,14 @@ DEFAULT_OPSET = 17
 
 
 def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int], opset: int = DEFAULT_OPSET,
-                dynamic_size: bool = True) -> Path:
-    """Export ``model`` (eval mode) to ``path``; input ``image`` B×3×H×W float, output ``logits``.
+                dynamic_size: bool = True, dtype: torch.dtype = torch.float32) -> Path:
+    """Export ``model`` (eval mode, its parameters in ``dtype``) to ``path``; input ``image`` B×3×H×W
+    ``dtype``, output ``logits``.
 
     Written to a temporary file first and renamed, so an interrupted export leaves no broken file.
     """
     model = model.eval()
-    sample = torch.zeros(1, 3, *input_size)
+    sample = torch.zeros(1, 3, *input_size, dtype=dtype)
     dynamic_axes = {"image": {0: "batch"}, "logits": {0: "batch"}}
     if dynamic_size:
         dynamic_axes["image"].update({2: "height", 3: "width"})

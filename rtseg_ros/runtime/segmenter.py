@@ -5,9 +5,15 @@ staging buffer on CUDA), then colour order, resize, normalisation, the network, 
 palette lookup and alpha blend run there, and only uint8 images come back. Buffers are allocated on the
 first frame and reused while size, encoding and requested outputs stay the same; on CUDA with static
 shapes the whole device pipeline is captured once as a CUDA graph and replayed.
+
+On CUDA the Segmenter owns a stream on its device: every call makes that device current and runs the
+upload, the pipeline, the network (torch, ONNX Runtime or TensorRT) and the download on that stream, and
+waits only for its own last event, so it is correct from any thread (a node's worker thread starts on
+device 0) and for ``cuda:N``, and never synchronises the whole device.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -51,6 +57,26 @@ class SegmentationResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+def device_context(device: torch.device, stream: torch.cuda.Stream | None) -> contextlib.AbstractContextManager:
+    """On CUDA: ``device`` is the current device and ``stream`` the current stream inside; else nothing."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.cuda.device(device))
+    stack.enter_context(torch.cuda.stream(stream))
+    return stack
+
+
+def check_precision(precision: str, backend: str, capability: tuple[int, int] | None) -> None:
+    """Refuse, in one line, a precision the backend or the GPU (compute ``capability``; None on the CPU)
+    cannot run as asked."""
+    if backend == "onnxruntime" and precision == "bf16":
+        raise ValueError("backend 'onnxruntime' runs fp32 or fp16, not bf16: use backend:=torch or backend:=tensorrt")
+    if precision == "bf16" and capability is not None and tuple(capability) < (8, 0):
+        raise RuntimeError(f"precision bf16 needs a GPU of compute capability 8.0 or newer (sm80+); this one is "
+                           f"sm{capability[0]}{capability[1]}: use precision:=fp16")
+
+
 def network_size(frame_hw: tuple[int, int], input_size: tuple[int, int], keep_aspect: bool, multiple: int = 32) -> tuple[int, int]:
     """Network input (H, W) for a frame: ``input_size`` itself, or (``keep_aspect``) the frame scaled to
     fit inside ``input_size`` with its aspect kept, rounded to a multiple of ``multiple``."""
@@ -70,7 +96,8 @@ class Segmenter:
             initialisation (plumbing checks only; ``self.random_weights`` is then True).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         backend: ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``.
-        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (torch: half weights; TensorRT: builder flag).
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (torch: weights in that type; ONNX Runtime and
+            TensorRT: an ONNX export in that type; bf16 needs sm80+, and not ONNX Runtime).
         input_size: network input (H, W); default: the model's (or the checkpoint's) input size.
         keep_aspect: scale frames into ``input_size`` keeping their aspect (True), or stretch (False).
         output_resolution: ``"input"`` (the frame's size) or ``"network"`` (the network input size).
@@ -95,6 +122,11 @@ class Segmenter:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' requested but no CUDA GPU is available (use device:=cpu)")
+        if self.device.type == "cuda" and self.device.index is None:  # "cuda": the current device, named
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        check_precision(precision, backend,
+                        torch.cuda.get_device_capability(self.device) if self.device.type == "cuda" else None)
+        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self.loaded: LoadedModel = load_model(model, weights, dataset=dataset, num_classes=num_classes)
         self.dataset: DatasetInfo = self.loaded.dataset
         self.input_size = tuple(input_size or self.loaded.input_size)
@@ -116,12 +148,13 @@ class Segmenter:
             self.folded_bn = 0
         mean = torch.tensor(self.loaded.mean, dtype=torch.float32)
         std = torch.tensor(self.loaded.std, dtype=torch.float32)
-        # uint8 → normalised float in one multiply-add: x * scale + bias == (x / 255 - mean) / std
-        self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(self.device)
-        self._bias = (-mean / std).view(1, 3, 1, 1).to(self.device)
-        self._palette = torch.from_numpy(self.dataset.palette_lut()).to(self.device)
-        self._alpha = torch.tensor(0.5, device=self.device)
-        self._runner = self._make_runner(network)
+        with device_context(self.device, self.stream):  # copies on the stream that later reads them
+            # uint8 → normalised float in one multiply-add: x * scale + bias == (x / 255 - mean) / std
+            self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(self.device)
+            self._bias = (-mean / std).view(1, 3, 1, 1).to(self.device)
+            self._palette = torch.from_numpy(self.dataset.palette_lut()).to(self.device)
+            self._alpha = torch.tensor(0.5, device=self.device)
+            self._runner = self._make_runner(network)
         self._key = None  # (H, W, encoding, outputs) the buffers were built for
         self.reallocations = 0
 
@@ -141,9 +174,11 @@ class Segmenter:
         from rtseg_ros.runtime import backends
 
         if self.backend_name == "onnxruntime":
-            return backends.OnnxRuntimeRunner(network, self.device, self.loaded, self.engine_cache_dir)
+            return backends.OnnxRuntimeRunner(network, self.device, self.loaded, self.precision, self.stream,
+                                              self.engine_cache_dir)
         if self.backend_name == "tensorrt":
-            return backends.TensorRTRunner(network, self.device, self.loaded, self.precision, self.engine_cache_dir)
+            return backends.TensorRTRunner(network, self.device, self.loaded, self.precision, self.stream,
+                                           self.engine_cache_dir)
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend_name!r}")
 
     # -- buffers -------------------------------------------------------------------------------------
@@ -214,11 +249,12 @@ class Segmenter:
         outputs = tuple(name for name in OUTPUTS if name in outputs or name == "labels")
         key = (image.shape[0], image.shape[1], encoding, outputs)
         reallocated = key != self._key
-        if reallocated:
-            self._allocate(image.shape[0], image.shape[1], encoding, outputs)
-            self._key = key
-        self._alpha.fill_(float(np.clip(overlay_alpha, 0.0, 1.0)))
-        timings = self._run_cuda(image) if self.device.type == "cuda" else self._run_cpu(image)
+        with device_context(self.device, self.stream):
+            if reallocated:
+                self._allocate(image.shape[0], image.shape[1], encoding, outputs)
+                self._key = key
+            self._alpha.fill_(float(np.clip(overlay_alpha, 0.0, 1.0)))
+            timings = self._run_cuda(image) if self.device.type == "cuda" else self._run_cpu(image)
         host = {name: tensor.numpy() for name, tensor in self.host_out.items()}
         return SegmentationResult(labels=host["labels"], network_hw=tuple(self.net_hw), output_hw=tuple(self.out_hw),
                                   reallocated=reallocated, color=host.get("color"), overlay=host.get("overlay"),
@@ -237,7 +273,7 @@ class Segmenter:
         return dict(zip(STAGES, (1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2), 1e3 * (t4 - t3), 0.0)))
 
     def _run_cuda(self, image: np.ndarray) -> dict[str, float]:
-        stream = torch.cuda.current_stream(self.device)
+        stream = self.stream
         events = [torch.cuda.Event(enable_timing=True) for _ in range(6)]
         np.copyto(self.host_in.numpy(), image)
         events[0].record(stream)
@@ -260,22 +296,25 @@ class Segmenter:
         for name, tensor in self.dev_out.items():
             self.host_out[name].copy_(tensor, non_blocking=True)
         events[5].record(stream)
-        events[5].synchronize()
+        events[5].synchronize()  # this frame's work only, not the whole device
         timings = {stage: events[i].elapsed_time(events[i + 1]) for i, stage in enumerate(STAGES)}
         if self.cuda_graphs:
             timings["preprocess"] = 0.0
         return timings
 
     def _capture(self) -> torch.cuda.CUDAGraph:
+        # Captured on a side stream of this Segmenter's device, named explicitly: torch.cuda.graph() would
+        # otherwise capture on the current device, and a graph captured on another GPU replays stale work.
         side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
+        side.wait_stream(self.stream)
         with torch.cuda.stream(side):
             for _ in range(2):  # warm-up: cuDNN autotuning and lazy init must not land in the graph
                 self._device_pipeline()
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        self.stream.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=side):
             self._device_pipeline()
+        self.stream.wait_stream(side)
         return graph
 
     def describe(self) -> dict:

@@ -27,7 +27,9 @@ class LoadedModel:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     weights_note: str  # what was loaded, for logs and diagnostics
-    weights_digest: str = "random"  # content hash of the weights, for engine cache keys
+    # content hash of the weights, for ONNX and engine cache keys ("random-<hash>" for random initialisation:
+    # two random networks differ, so their exports must not share a cache entry)
+    weights_digest: str
 
 
 def _digest(state_dict: dict[str, torch.Tensor]) -> str:
@@ -58,7 +60,7 @@ def load_model(model: str | None, weights: str | Path | None, dataset: str = "ci
                            tuple(meta["input_size"]), tuple(meta["mean"]), tuple(meta["std"]),
                            f"{weights} (rtseg-train, iteration {meta.get('iteration')})", _digest(built.state_dict))
     if built.state_dict is None:
-        note, digest = "random initialisation (no weights given)", "random"
+        note, digest = "random initialisation (no weights given)", "random-" + _digest(built.network.state_dict())
     else:
         note, digest = f"{weights} (state_dict)", _digest(built.state_dict)
     return LoadedModel(built.name, built.network, info, entry.input_size, entry.mean, entry.std, note, digest)
