@@ -150,6 +150,16 @@ def test_bad_compressed_frames_name_their_cause(cause, msg):
     assert info.value.cause == cause
 
 
+def test_every_bad_frame_cause_is_in_the_readmes_fault_table():
+    from pathlib import Path
+
+    from rtseg_ros.data.encodings import CAUSES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("## Bad input and faults"):readme.index("## Python API")]
+    assert all(f"`{cause}`" in table for cause in CAUSES), [c for c in CAUSES if f"`{c}`" not in table]
+
+
 def test_a_decompression_bomb_is_refused_from_its_header_before_decoding(monkeypatch):
     """A few KB of PNG declaring 4100 x 4100 (17 M pixels, past the 16.8 M default): refused by its header,
     without cv2 ever decoding (and allocating) it; a limit is a limit for small frames too."""
