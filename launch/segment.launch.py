@@ -5,7 +5,9 @@
 
 Every segment_node parameter is a launch argument (`--show-args` lists them). Parameters come from
 config/segment.yaml, then `params_file`, then the arguments given on the command line (last wins); an
-argument left empty does not override the files. The logic lives in rtseg_ros.ros.launch_args (unit-tested).
+argument left empty does not override the files. The node runs with the shipped Fast DDS profile
+(config/fastdds_large_frames.xml) unless transport_profile:=false or FASTDDS_DEFAULT_PROFILES_FILE is set.
+The logic lives in rtseg_ros.ros.launch_args (unit-tested).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -13,8 +15,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from rtseg_ros.ros.launch_args import (SEGMENT_LAUNCH_ONLY, log_level, node_arguments, node_parameters, parse_bool,
-                                       require_rviz)
+from rtseg_ros.ros.launch_args import (SEGMENT_LAUNCH_ONLY, log_level, node_arguments, node_env, node_parameters,
+                                       parse_bool, require_rviz)
 
 ARGUMENTS = [*SEGMENT_LAUNCH_ONLY, *node_arguments()]
 
@@ -34,6 +36,7 @@ def launch_setup(context):
         parameters=[*node_parameters(f"{config}/segment.yaml", given), {"use_sim_time": use_sim_time}],
         remappings=[("image", given["image"])],
         ros_arguments=["--log-level", log_level(given["log_level"])],
+        additional_env=node_env(given, config),
         output="screen",
         emulate_tty=True,
     )

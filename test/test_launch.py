@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "segment.launch.py"
 REPLAY = ROOT / "launch" / "replay.launch.py"
 LAUNCH_ONLY_DEFAULTS = {"image": "/camera/image_raw", "params_file": "", "namespace": "", "use_sim_time": "false",
-                        "log_level": "info", "rviz": "false"}
+                        "log_level": "info", "rviz": "false", "transport_profile": "true"}
 
 
 def launch_imports(path) -> set[str]:
@@ -217,7 +217,8 @@ def test_replay_launch_starts_what_rtseg_replay_starts(launch_args):
     assert 'name="segment_node"' in text and 'name="bag_player"' in text
     assert ("image", "/camera/image_raw") == tuple(commands["segment_node"][commands["segment_node"].index("-r") + 1]
                                                    .split(":="))
-    assert '("image", "/camera/image_raw")' in text and '"wait_for_evaluator": True' in text
+    assert '("image", "/camera/image_raw")' in text and "parameters=[player_parameters(given)]" in text
+    assert launch_args.player_parameters(arguments)["wait_for_evaluator"] is True
     assert "wait_for_evaluator:=true" in commands["bag_player"]
     assert "OnProcessExit(target_action=evaluator" in text
 
@@ -227,3 +228,35 @@ def test_replay_launch_description_builds_where_launch_ros_is_installed():
     from launch.actions import OpaqueFunction
 
     assert len([e for e in description.entities if isinstance(e, OpaqueFunction)]) == 1
+
+
+def test_replay_launch_paces_in_lockstep_unless_told_otherwise(launch_args):
+    arguments = {name: default for name, default, _ in [*launch_args.REPLAY_LAUNCH_ONLY, *launch_args.node_arguments()]}
+    arguments["bag"] = "b"
+    assert launch_args.player_parameters(arguments) == {"bag": "b", "pacing": "lockstep", "rate_hz": 0.0,
+                                                        "wait_for_evaluator": True}
+    assert launch_args.player_parameters({**arguments, "pacing": "rate", "rate": "10"})["rate_hz"] == 10.0
+    # a rate given with another pacing is not silently half-applied: the player gets no rate
+    assert launch_args.player_parameters({**arguments, "pacing": "recorded", "rate": "10"})["rate_hz"] == 0.0
+    with pytest.raises(ValueError, match="pacing:=rate needs rate_hz > 0"):
+        launch_args.player_parameters({**arguments, "pacing": "rate"})
+    with pytest.raises(ValueError, match="pacing:='fast' must be one of recorded, rate, lockstep"):
+        launch_args.player_parameters({**arguments, "pacing": "fast"})
+
+
+@pytest.mark.parametrize("path", [LAUNCH, REPLAY], ids=["segment", "replay"])
+def test_launched_nodes_run_with_the_shipped_transport_profile(launch_args, path):
+    """Every Node a launch file starts gets node_env(): the profile installed beside segment.yaml, unless
+    transport_profile:=false or the user's environment names their own file."""
+    from rtseg_ros.ros.transport import PROFILE_ENV, PROFILE_NAME
+
+    config = str(ROOT / "config")
+    assert launch_args.node_env({"transport_profile": "true"}, config, {}) == {
+        PROFILE_ENV: f"{config}/{PROFILE_NAME}"}
+    assert launch_args.node_env({"transport_profile": "false"}, config, {}) == {}
+    assert launch_args.node_env({"transport_profile": "true"}, config, {PROFILE_ENV: "/mine.xml"}) == {}
+    with pytest.raises(ValueError, match="transport_profile"):
+        launch_args.node_env({"transport_profile": "yes"}, config, {})
+    text = path.read_text()
+    nodes = text.count("Node(\n") - text.count("rviz = Node(")
+    assert text.count("additional_env=") == nodes and "node_env(given, config)" in text

@@ -80,8 +80,9 @@ def test_every_console_script_resolves_and_has_help(capsys):
 def test_launch_and_config_files_are_installed():
     installed = {src for _, files in setup_kwargs()["data_files"] for src in files}
     on_disk = set(glob("launch/*.launch.py", root_dir=ROOT) + glob("config/*.yaml", root_dir=ROOT)
-                  + glob("config/*.rviz", root_dir=ROOT))
+                  + glob("config/*.rviz", root_dir=ROOT) + glob("config/*.xml", root_dir=ROOT))
     assert on_disk <= installed
+    assert "config/fastdds_large_frames.xml" in installed  # the transport profile the launch files apply
     assert {"package.xml", "resource/rtseg_ros"} <= installed
 
 

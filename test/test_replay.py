@@ -24,8 +24,8 @@ from rtseg_ros.eval import cli as eval_cli  # noqa: E402
 from rtseg_ros.eval.bag import Frame, write_bag  # noqa: E402
 from rtseg_ros.models import build_model  # noqa: E402
 from rtseg_ros.ros.conversions import array_of, fill_image  # noqa: E402
-from rtseg_ros.ros.evaluator_node import Evaluator  # noqa: E402
-from rtseg_ros.ros.player_node import schedule  # noqa: E402
+from rtseg_ros.ros.evaluator_node import Evaluator, frame_accounting  # noqa: E402
+from rtseg_ros.ros.player_node import check_pacing, schedule  # noqa: E402
 
 DOMAIN_ID = 60 + os.getpid() % 10
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -107,11 +107,12 @@ def test_player_publishes_every_frame_restamped_and_says_done(tmp_path, client):
     infos = client.collect(CameraInfo, "/camera/camera_info")
     done = client.collect(String, "/bag_player/done", LATCHED)
     started = time.time_ns()
-    result = run_player(tmp_path / "bag", "rate_hz:=20.0", "wait_for_evaluator:=true")
+    result = run_player(tmp_path / "bag", "pacing:=rate", "rate_hz:=20.0", "wait_for_evaluator:=true")
     assert result.returncode == 0, result.stderr
     # reliable publisher, reliable reader, slow rate: nothing lost
     wait_for(lambda: len(done) == 1 and len(images) == len(infos) == len(truths) == 4, what="every frame and ~/done")
-    assert json.loads(done[0][1].data)["frames"] == 4
+    assert json.loads(done[0][1].data) == {"frames": 4, "bag": str(tmp_path / "bag"), "complete": True,
+                                           "lockstep_timeouts": 0}
     stamps = [stamp_ns(m) for _, m in images]
     assert stamps == [stamp_ns(m) for _, m in truths] == [stamp_ns(m) for _, m in infos]  # one stamp per frame
     assert started < stamps[0] and stamps == sorted(stamps)  # restamped with the time of publishing
@@ -119,6 +120,40 @@ def test_player_publishes_every_frame_restamped_and_says_done(tmp_path, client):
         assert np.array_equal(array_of(image), frame.image) and np.array_equal(array_of(truth), frame.labels)
         assert list(info.k)[:3] == [30.0, 0.0, 16.0]
     assert "published 4 frames" in result.stderr
+
+
+def test_pacing_and_rate_go_together():
+    assert check_pacing("rate", 10.0) is None and check_pacing("lockstep", 0.0) is None
+    assert check_pacing("rate", 0.0) == "pacing:=rate needs rate_hz > 0"
+    assert "only with pacing:=rate" in check_pacing("recorded", 5.0)
+
+
+def test_lockstep_waits_for_each_prediction_and_counts_timeouts(tmp_path, client):
+    """Frame 1 is answered (same stamp on the predictions topic), frame 2 is not: the player sends frame 2
+    only after frame 1's prediction, and frame 3 after frame 2's timeout, counted in ~/done."""
+    write_bag(tmp_path / "bag", small_frames(3), rate_hz=1000.0)
+    answers = client.node.create_publisher(Image, "/segment_node/labels", RELIABLE)
+    images, answered = [], []
+
+    def answer_first(msg):
+        images.append((time.monotonic(), msg))
+        if len(images) == 1:
+            time.sleep(0.5)  # the player must wait for this answer however long it takes
+            answered.append(time.monotonic())
+            answers.publish(msg)
+
+    client.node.create_subscription(Image, "/camera/image_raw", answer_first, RELIABLE)
+    info = client.collect(String, "/bag_player/info", LATCHED)
+    done = client.collect(String, "/bag_player/done", LATCHED)
+    result = run_player(tmp_path / "bag", "pacing:=lockstep", "lockstep_timeout_s:=1.0", "start_delay_s:=0.5")
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: len(done) == 1 and len(images) == 3, what="three frames and ~/done")
+    assert json.loads(info[0][1].data)["frames"] == 3 and json.loads(info[0][1].data)["pacing"] == "lockstep"
+    report = json.loads(done[0][1].data)
+    assert (report["frames"], report["complete"], report["lockstep_timeouts"]) == (3, True, 2)
+    assert images[1][0] > answered[0]  # frame 2 waited for frame 1's prediction
+    assert images[2][0] - images[1][0] >= 0.9  # frame 3 waited for frame 2's timeout
+    assert "2 lockstep timeouts" in result.stderr
 
 
 def test_player_keeps_recorded_stamps_without_restamp(tmp_path, client):
@@ -183,8 +218,9 @@ def test_evaluator_matches_by_stamp_and_counts_drops(tmp_path, client):
         executor.shutdown()
         evaluator.destroy_node()
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert report["frames"] == {"published": 3, "ground_truth_received": 3, "evaluated": 2, "dropped": 1,
-                                "predictions_without_ground_truth": 1, "predictions_resized": 0}
+    assert report["frames"] == {"in_bag": None, "published": 3, "never_played": None, "complete": True,
+                                "lockstep_timeouts": None, "ground_truth_received": 3, "evaluated": 2,
+                                "dropped": 1, "predictions_without_ground_truth": 1, "predictions_resized": 0}
     assert report["dataset"] == "camvid" and report["latency_ms"]["count"] == 2
     assert report["latency_definition"].startswith("prediction arrival")
     # frame 1 all right; frame 2 calls the pole pixel building; the ignore pixel counts nowhere
@@ -192,6 +228,17 @@ def test_evaluator_matches_by_stamp_and_counts_drops(tmp_path, client):
     assert matrix[0, 0] == 2 and matrix[1, 1] == 2 and matrix[2, 2] == 1 and matrix[2, 1] == 1
     assert matrix.sum() == 6  # ignore pixels not counted
     assert report["iou"]["pole"] == pytest.approx(0.5) and report["iou"]["building"] == pytest.approx(2 / 3)
+
+
+def test_an_interrupted_replay_does_not_look_complete():
+    # the player said it stopped early (its node went away): 19 of 40 frames never played
+    interrupted = frame_accounting(40, 21, False, 0, ground_truth=21, evaluated=21, dropped=0)
+    assert (interrupted["never_played"], interrupted["complete"]) == (19, False)
+    # no ~/done at all (the replay was killed): what arrived is what was played, at least
+    killed = frame_accounting(40, None, True, None, ground_truth=21, evaluated=20, dropped=1)
+    assert (killed["published"], killed["never_played"], killed["complete"]) == (None, 19, False)
+    whole = frame_accounting(40, 40, True, 0, ground_truth=40, evaluated=40, dropped=0)
+    assert (whole["never_played"], whole["complete"]) == (0, True)
 
 
 # -- the three processes -------------------------------------------------------------------------------
@@ -225,6 +272,26 @@ def test_rtseg_replay_agrees_with_rtseg_eval_offline(tmp_path):
         torch.set_num_threads(threads)
     offline = json.loads((tmp_path / "offline" / "report.json").read_text())
     assert online["confusion_matrix"] == offline["confusion_matrix"]
+
+
+def test_lockstep_replay_of_2048x1024_frames_scores_every_frame(tmp_path):
+    """rtseg-replay's default pacing, camera-sized frames, best-effort input as deployed, with the shipped
+    transport profile: every frame of the bag is played and scored."""
+    rng = np.random.default_rng(3)
+    frames = [Frame(rng.integers(0, 256, (1024, 2048, 3), dtype=np.uint8),
+                    rng.integers(0, 19, (1024, 2048), dtype=np.uint8),
+                    {"fx": 1000.0, "fy": 1000.0, "u0": 1024.0, "v0": 512.0}) for _ in range(3)]
+    write_bag(tmp_path / "bag", frames, rate_hz=30.0)
+    out = tmp_path / "replay"
+    command = [sys.executable, "-m", "rtseg_ros.apps.replay", "--bag", str(tmp_path / "bag"), "--model", "farsee",
+               "--device", "cpu", "--input-size", "64x128", "--input-qos", "sensor_data", "--samples", "0",
+               "--out", str(out), "-p", "cpu_threads:=1", "-p", "upsample:=labels"]
+    result = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((out / "report.json").read_text())["frames"]
+    assert report["in_bag"] == report["published"] == report["evaluated"] == 3, (report, result.stderr)
+    assert (report["dropped"], report["never_played"], report["complete"]) == (0, 0, True)
+    assert report["lockstep_timeouts"] == 0
 
 
 def test_rtseg_replay_stops_when_the_node_cannot_start(tmp_path):

@@ -532,6 +532,16 @@ def test_max_fps_caps_the_rate(ros):
     assert node.stats.totals["replaced"] > 0
 
 
+def test_sequence_gaps_count_the_frames_each_publisher_lost():
+    from rtseg_ros.ros.diagnostics import SequenceGaps
+
+    gaps = SequenceGaps()
+    assert [gaps.missing(b"a", n) for n in (1, 2, 5, 6)] == [0, 0, 2, 0]
+    assert gaps.missing(b"b", 40) == 0  # another publisher, first seen: nothing known before it
+    assert gaps.missing(b"a", 1) == 0 and gaps.missing(b"a", 3) == 1  # a publisher that started again
+    assert gaps.missing(b"a", None) == 0  # an RMW without sequence numbers
+
+
 def test_latest_frame_wins_under_a_burst(ros):
     node = ros.node("seg_burst", cli_args=["--ros-args", "-r", "image:=/burst/image"])
     labels = ros.collect(Image, "/seg_burst/labels")
@@ -539,6 +549,8 @@ def test_latest_frame_wins_under_a_burst(ros):
     wait_for(connected(node, "labels"), what="labels subscription")
     wait_for(lambda: pub.get_subscription_count(), what="input connection")
     publish_until(pub, frame_msg(scene(), frame_id="warm-up"), labels)  # buffers allocated
+    totals = node.stats.totals
+    accounted_before = totals["received"] + totals["lost"]
     msgs = [frame_msg(scene(seed=i % 3), frame_id=str(i)) for i in range(50)]
     for msg in msgs:  # at ~400 Hz, about ten frames per inference
         msg.header.stamp.sec, msg.header.stamp.nanosec = now_stamp()
@@ -553,10 +565,14 @@ def test_latest_frame_wins_under_a_burst(ros):
     # through every frame before it; latest-frame-wins finishes at most the frame in progress (plus
     # one already on the wire) before the newest.
     assert len(labels) - arrived_before_last_sent <= 3, done
-    totals = node.stats.totals  # the node counts a frame as published just after its last publish call
+    # the node counts a frame as published just after its last publish call
     wait_for(lambda: totals["published"] + totals["replaced"] == totals["received"], timeout=5,
              what=f"every frame published or replaced: {totals}")
     assert totals["replaced"] > 0
+    # every frame sent is accounted for: received (then published or replaced in the node's slot), or lost
+    # before the node took it (overwritten in the depth-1 DDS reader: a gap in the publisher's sequence)
+    assert totals["received"] + totals["lost"] - accounted_before == len(msgs), dict(totals)
+    assert not node.stats.errors  # nothing rejected
     time.sleep(0.1)
     assert not node.latest.held
 

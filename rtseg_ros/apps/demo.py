@@ -38,7 +38,8 @@ def parse_args(argv):
     p.add_argument("--train-images", type=int, default=48, help="synthetic training images (default 48)")
     p.add_argument("--val-images", type=int, default=24, help="frames replayed to the node (default 24)")
     p.add_argument("--iters", type=int, default=300, help="training iterations (default 300)")
-    p.add_argument("--rate", type=float, default=5.0, help="replay rate in Hz (default 5)")
+    p.add_argument("--rate", type=float, help="replay at this many frames per second (default: lockstep, each "
+                   "frame once the previous one's prediction is back)")
     p.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 42)),
                    help="ROS_DOMAIN_ID of the replay (default: $ROS_DOMAIN_ID or 42; discovery stays on localhost)")
     return p.parse_args(argv)
@@ -75,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[3/4] writing the validation split to the rosbag {bag}")
     written = dataset_to_bag(data, bag)
     print(f"wrote {bag}: {written} frames")
-    print(f"[4/4] replaying {bag} at {args.rate:g} Hz through segment_node to evaluator_node")
-    code = replay.run(replay.Replay(bag=bag, weights=str(weights.resolve()), device="cpu", rate=args.rate,
+    pacing = f"at {args.rate:g} Hz" if args.rate else "in lockstep"
+    print(f"[4/4] replaying {bag} {pacing} through segment_node to evaluator_node")
+    code = replay.run(replay.Replay(bag=bag, weights=str(weights.resolve()), device="cpu",
+                                    pacing="rate" if args.rate else "lockstep", rate=args.rate or 0.0,
                                     input_size=size, out=args.out / "eval", node_param=["cpu_threads:=1"]))
     if code:
         return code

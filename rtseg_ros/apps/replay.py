@@ -3,7 +3,10 @@
 Three processes talk over DDS exactly as in a ROS install: ``bag_player`` publishes the bag's images, camera
 info and ground truth; ``segment_node`` segments the images; ``evaluator_node`` matches its labels to the
 ground truth by stamp and writes the report. The player starts when the node and the evaluator have
-subscribed; the run ends when the evaluator has written its report (its exit status is returned).
+subscribed, and by default sends each frame once the previous one's prediction is back (lockstep: every
+frame scored); ``--rate`` paces it at a fixed rate instead. The run ends when the evaluator has written its
+report (its exit status is returned). The processes run with the package's Fast DDS transport profile
+unless ``FASTDDS_DEFAULT_PROFILES_FILE`` is set or ``--no-transport-profile`` is given.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtseg_ros.common import parse_size
+from rtseg_ros.ros.player_node import PACINGS
+from rtseg_ros.ros.transport import child_env
 from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
 
 
@@ -30,7 +35,9 @@ class Replay:
     backend: str = "torch"
     precision: str = "fp32"
     input_size: tuple[int, int] | None = None  # network input (H, W); None: the model's
-    rate: float = 0.0  # frames per second; 0: the bag's recorded timing
+    pacing: str = "lockstep"  # lockstep | rate | recorded (bag_player's pacing)
+    rate: float = 0.0  # frames per second, with pacing "rate"
+    transport_profile: bool = True  # the shipped Fast DDS profile (unless FASTDDS_DEFAULT_PROFILES_FILE is set)
     input_qos: str = "reliable"
     samples: int = 6
     drain_timeout: float = 10.0
@@ -51,8 +58,13 @@ def parse_args(argv) -> Replay:
     p.add_argument("--backend", default=Replay.backend, choices=BACKENDS)
     p.add_argument("--precision", default=Replay.precision, choices=PRECISIONS)
     p.add_argument("--input-size", type=parse_size, help="network input HxW (default: the model's)")
-    p.add_argument("--rate", type=float, default=Replay.rate,
-                   help="frames per second; 0: the bag's recorded timing (default)")
+    p.add_argument("--pacing", choices=PACINGS,
+                   help="lockstep (default): each frame once the previous one's prediction is back, every frame "
+                        "scored; rate: --rate frames per second (the default when --rate is given); recorded: "
+                        "the bag's timing")
+    p.add_argument("--rate", type=float, default=Replay.rate, help="frames per second with --pacing rate")
+    p.add_argument("--no-transport-profile", dest="transport_profile", action="store_false",
+                   help="run the processes with Fast DDS's defaults instead of config/fastdds_large_frames.xml")
     p.add_argument("--input-qos", default=Replay.input_qos, choices=("reliable", "sensor_data"),
                    help="segment_node's image QoS (default reliable: measure the network, not transport losses; "
                         "sensor_data: as deployed)")
@@ -63,7 +75,9 @@ def parse_args(argv) -> Replay:
     p.add_argument("-p", "--node-param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra segment_node parameter, e.g. -p cpu_threads:=1 (repeatable)")
     p.add_argument("--out", type=Path, default=Replay.out, help="report folder (default eval_out)")
-    return Replay(**vars(p.parse_args(argv)))
+    args = vars(p.parse_args(argv))
+    args["pacing"] = args["pacing"] or ("rate" if args["rate"] else Replay.pacing)
+    return Replay(**args)
 
 
 def commands(args: Replay) -> dict[str, list[str]]:
@@ -79,7 +93,8 @@ def commands(args: Replay) -> dict[str, list[str]]:
     for extra in args.node_param:
         node += ["-p", extra]
     player = [*python, "rtseg_ros.ros.player_node", "--ros-args", "-p", f"bag:={args.bag.resolve()}",
-              "-p", f"rate_hz:={float(args.rate)}", "-p", "wait_for_evaluator:=true",
+              "-p", f"pacing:={args.pacing}", "-p", f"rate_hz:={float(args.rate) if args.pacing == 'rate' else 0.0}",
+              "-p", "wait_for_evaluator:=true",
               "-p", f"wait_for_subscribers:={2 if args.samples else 1}"]
     evaluator = [*python, "rtseg_ros.ros.evaluator_node", "--ros-args", "-p", f"out_dir:={args.out.resolve()}",
                  "-p", f"samples:={args.samples}", "-p", f"drain_timeout_s:={float(args.drain_timeout)}"]
@@ -88,7 +103,8 @@ def commands(args: Replay) -> dict[str, list[str]]:
 
 def run(args: Replay) -> int:
     """Start the three processes and wait for the evaluator's report; its exit status (or the failed one's)."""
-    processes = {name: subprocess.Popen(command) for name, command in commands(args).items()}
+    env = child_env(args.transport_profile)
+    processes = {name: subprocess.Popen(command, env=env) for name, command in commands(args).items()}
     evaluator = processes["evaluator_node"]
     try:
         while evaluator.poll() is None:

@@ -5,7 +5,10 @@
   --models    network forward speed by the papers' protocol (batch 1, warm-up, synchronised timing),
               per model, precision and CUDA-graph setting
   --node      the running ROS node: end-to-end latency vs bare rclpy transport and the Segmenter alone,
-              at fixed input rates (--rates); with --peak, the highest rate losing < 5 % of frames
+              at fixed input rates (--rates); with --peak, the highest rate losing < 5 % of frames.
+              This process and the node run with the package's Fast DDS transport profile
+              (config/fastdds_large_frames.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is set or
+              --no-transport-profile is given
   --gpu-check all of the GPU figures in one run of at most 9 minutes (scripts/gpu_check.sh installs
               TensorRT first); --quick rehearses it on a CPU with small sizes
 Prints a Markdown table and writes JSON (``--json``).
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -22,6 +26,7 @@ from rtseg_ros.bench.models import bench_models, models_table
 from rtseg_ros.bench.pipeline import bench_pipeline, pipeline_table
 from rtseg_ros.common import parse_size
 from rtseg_ros.models import available_models
+from rtseg_ros.ros.transport import profile_env
 from rtseg_ros.runtime.choices import PRECISIONS
 
 
@@ -51,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="--node: search the highest input rate with < 5 %% of frames lost, per size")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="segment_node parameter for --node (repeatable), e.g. device:=cuda")
+    parser.add_argument("--no-transport-profile", dest="transport_profile", action="store_false",
+                        help="--node with Fast DDS's default transports (the shipped profile is the default)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     sizes = args.size or [(1024, 2048)]
@@ -72,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         from rtseg_ros.bench.node import SIZES, bench_node, markdown_table, peak_rate, peak_table
 
+        # Before rclpy starts here: the profile applies to this process's publisher and to the node started.
+        os.environ.update(profile_env(os.environ, args.transport_profile))
         params = {"model": args.model, **dict(p.split(":=", 1) for p in args.node_param)}
         if args.peak:
             rows = peak_rate(args.size or SIZES, node_params=params)

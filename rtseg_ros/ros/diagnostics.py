@@ -66,6 +66,25 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
+class SequenceGaps:
+    """Frames a publisher sent that never reached the subscription, from gaps in each publisher's
+    publication sequence numbers (DDS numbers every sample a writer sends). Unlike DDS sample-lost events,
+    which count fragments and repairs, a gap is exactly the frames missing, so per publisher
+    received + lost = sent (from the first frame received on). Not thread-safe: call from one callback."""
+
+    def __init__(self):
+        self._last: dict[bytes, int] = {}  # publisher gid → last sequence number seen
+
+    def missing(self, publisher: bytes, sequence: int | None) -> int:
+        """Frames lost between this publisher's previous frame and this one (0 for its first, for a
+        publisher that started again, and where the RMW gives no sequence number)."""
+        if sequence is None:
+            return 0
+        last = self._last.get(publisher)
+        self._last[publisher] = sequence
+        return sequence - last - 1 if last is not None and sequence > last else 0
+
+
 class FrameStats:
     """Thread-safe frame accounting for one node."""
 
@@ -95,8 +114,8 @@ class FrameStats:
                 counter["replaced"] += replaced
 
     def count(self, what: str, n: int = 1) -> None:
-        """Other counters: ``skipped_no_subscribers``, ``stale`` (older than ``max_age_ms``), ``lost``
-        (reported by DDS), ``unstamped``."""
+        """Other counters: ``skipped_no_subscribers``, ``stale`` (older than ``max_age_ms``), ``lost`` (sent
+        but never received: gaps in the publishers' sequence numbers, ``SequenceGaps``), ``unstamped``."""
         with self._lock:
             self.totals[what] += n
             self._window[what] += n

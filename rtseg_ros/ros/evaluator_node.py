@@ -11,10 +11,14 @@ truth whose prediction never comes is a dropped frame (latest-frame-wins nodes d
 up with). Class names and colours come from the node's ``~/class_info`` when it is published, so the report
 uses the classes the model was trained with.
 
+The report's ``frames`` say what happened to the bag's frames: ``in_bag`` (the player's latched ``~/info``),
+``published`` (its ``~/done``), ``evaluated``, ``dropped`` (played, never answered) and ``never_played``; a
+replay that was interrupted (no ``~/done``, or ``"complete": false``) has ``complete: false`` and says so.
+
 Topics (absolute defaults, remap with ``-r``): ``/camera/labels_gt`` and ``/segment_node/labels`` (mono8; the
 ground truth is subscribed only once a labels publisher is matched, so a player that waits for the evaluator
 starts when predictions can arrive), ``/camera/image_raw`` (only for the sample overlays; best effort), ``/segment_node/class_info``,
-``/bag_player/done``.
+``/bag_player/info``, ``/bag_player/done``.
 """
 from __future__ import annotations
 
@@ -64,6 +68,18 @@ def labels_of(msg: Image, decoder: FrameDecoder) -> np.ndarray:
     return pixels[..., 0].copy()
 
 
+def frame_accounting(in_bag: int | None, published: int | None, player_complete: bool,
+                     lockstep_timeouts: int | None, ground_truth: int, evaluated: int, dropped: int) -> dict:
+    """What happened to the bag's frames. ``published`` is None when the player's ``~/done`` never came (the
+    replay was cut short): the frames played are then at least the ground truths received."""
+    played = published if published is not None else ground_truth
+    never_played = in_bag - played if in_bag is not None else None
+    complete = published is not None and player_complete and not never_played
+    return {"in_bag": in_bag, "published": published, "never_played": never_played, "complete": complete,
+            "lockstep_timeouts": lockstep_timeouts, "ground_truth_received": ground_truth, "evaluated": evaluated,
+            "dropped": dropped}
+
+
 class Evaluator(Node):
     def __init__(self, node_name: str = "evaluator", **kwargs):
         super().__init__(node_name, **kwargs)
@@ -81,6 +97,8 @@ class Evaluator(Node):
         self.counts = {"ground_truth": 0, "evaluated": 0, "images": 0, "resized_predictions": 0, "expired_truth": 0,
                        "expired_predictions": 0}
         self.published: int | None = None  # from the player's ~/done
+        self.in_bag: int | None = None  # from the player's ~/info
+        self.player_done: dict = {}
         self.done_at = self.last_truth_at = None
         self.finished = False
 
@@ -88,6 +106,7 @@ class Evaluator(Node):
         self.truth_sub = None  # created once predictions can reach us, see _on_timer
         self.create_subscription(String, "/segment_node/class_info", self._on_class_info, LATCHED_QOS)
         self.create_subscription(String, "/bag_player/done", self._on_done, LATCHED_QOS)
+        self.create_subscription(String, "/bag_player/info", self._on_player_info, LATCHED_QOS)
         if self.config["samples"]:
             self.create_subscription(Image, "/camera/image_raw", self._on_image, QoSPresetProfiles.SENSOR_DATA.value)
         self.create_timer(0.1, self._on_timer)
@@ -100,8 +119,12 @@ class Evaluator(Node):
             self.info = dataset_from_class_info(msg.data)
 
     def _on_done(self, msg: String) -> None:
-        self.published = int(json.loads(msg.data)["frames"])
+        self.player_done = json.loads(msg.data)
+        self.published = int(self.player_done["frames"])
         self.done_at = time.monotonic()
+
+    def _on_player_info(self, msg: String) -> None:
+        self.in_bag = int(json.loads(msg.data)["frames"])
 
     def _on_image(self, msg: Image) -> None:
         index = self.counts["images"]
@@ -196,10 +219,11 @@ class Evaluator(Node):
             self.get_logger().error("no prediction matched any ground truth: is segment_node running and "
                                     "subscribed to the player's images? No report written.")
             return None
-        frames = {"published": self.published, "ground_truth_received": self.counts["ground_truth"],
-                  "evaluated": self.counts["evaluated"], "dropped": len(self.truth) + self.counts["expired_truth"],
-                  "predictions_without_ground_truth": len(self.predictions) + self.counts["expired_predictions"],
-                  "predictions_resized": self.counts["resized_predictions"]}
+        frames = frame_accounting(self.in_bag, self.published, self.player_done.get("complete", True),
+                                  self.player_done.get("lockstep_timeouts"), self.counts["ground_truth"],
+                                  self.counts["evaluated"], len(self.truth) + self.counts["expired_truth"])
+        frames.update(predictions_without_ground_truth=len(self.predictions) + self.counts["expired_predictions"],
+                      predictions_resized=self.counts["resized_predictions"])
         meta = {key: self.class_info[key] for key in ("model", "weights") if key in self.class_info}
         report = build_report(self.matrix, self.info, frames, self.latency_ms, meta, LATENCY_DEFINITION)
         write_report(self.config["out_dir"], report, self.info, self.latency_ms, self.samples.picked())
@@ -207,6 +231,11 @@ class Evaluator(Node):
         self.get_logger().info(
             f"mIoU {100 * report['miou']:.1f} % over {frames['evaluated']} frames, {frames['dropped']} dropped; "
             f"latency p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms; wrote {self.config['out_dir']}")
+        if not frames["complete"]:
+            never = frames["never_played"]
+            self.get_logger().warning(
+                "INCOMPLETE replay: " + (f"{never} of the bag's {frames['in_bag']} frames were never played"
+                                         if never is not None else "the player did not say it finished"))
         return report
 
 

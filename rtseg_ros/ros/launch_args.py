@@ -6,10 +6,18 @@ A value given on the command line (``model:=sgcpnet``) is converted to the param
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
+from rtseg_ros.ros.player_node import PACINGS, check_pacing
 from rtseg_ros.ros.params import PARAMETERS, Param, Value, check_value
+from rtseg_ros.ros.transport import PROFILE_NAME, profile_env
 
 NOT_GIVEN = ("", "''", '""')  # `model:=''` typed in a shell reaches launch as the two quote characters
 
+TRANSPORT_PROFILE_ARGUMENT = (
+    "transport_profile", "true", f"run the nodes with Fast DDS profile config/{PROFILE_NAME} (shared memory sized "
+    "for camera frames) unless FASTDDS_DEFAULT_PROFILES_FILE is already set; false: Fast DDS's defaults")
 # Arguments of segment.launch.py that are not node parameters: (name, default, description).
 SEGMENT_LAUNCH_ONLY = (
     ("image", "/camera/image_raw", "input image topic (its sibling camera_info is used when published)"),
@@ -19,16 +27,20 @@ SEGMENT_LAUNCH_ONLY = (
     ("use_sim_time", "false", "use /clock, e.g. when replaying a bag"),
     ("log_level", "info", "segment_node's log level (debug, info, warn, error, fatal)"),
     ("rviz", "false", "start RViz with config/rtseg.rviz (input image and overlay); needs rviz2 installed"),
+    TRANSPORT_PROFILE_ARGUMENT,
 )
 # Arguments of replay.launch.py that are not segment_node parameters.
 REPLAY_LAUNCH_ONLY = (
     ("bag", "", "rosbag2 folder made by rtseg-make-bag (or with the same topics)"),
-    ("rate", "0.0", "frames per second; 0: the bag's recorded timing"),
+    ("pacing", "lockstep", "lockstep: each frame once the previous one's prediction is back (every frame scored); "
+                           "rate: `rate` frames per second; recorded: the bag's timing"),
+    ("rate", "0.0", "frames per second with pacing:=rate"),
     ("samples", "6", "sample rows in the report's samples.png; 0: none"),
     ("out_dir", "eval_out", "folder for report.json, report.md and plots"),
     ("namespace", "", "namespace of segment_node; the evaluator listens to its outputs there"),
     ("params_file", "", "segment_node parameter file applied over config/segment.yaml"),
     ("log_level", "info", "segment_node's log level (debug, info, warn, error, fatal)"),
+    TRANSPORT_PROFILE_ARGUMENT,
 )
 # What a replay changes in segment_node's defaults (the files and the command line still win): a reliable
 # subscription measures the network, not transport losses.
@@ -117,3 +129,29 @@ def evaluator_remappings(namespace: str) -> list[tuple[str, str]]:
     """The evaluator listens to ``/segment_node/...``; with segment_node in ``namespace``, to its outputs there."""
     namespace = namespace.strip().strip("/")
     return [(topic, f"/{namespace}{topic}") for topic in EVALUATOR_INPUTS] if namespace else []
+
+
+def node_env(given: dict[str, str], package_config_dir: str, environ: Mapping[str, str] | None = None
+             ) -> dict[str, str]:
+    """``additional_env`` of every Node a launch file starts: the shipped transport profile, unless
+    ``transport_profile:=false`` or the user's environment (default: this process's) already names a Fast DDS
+    profiles file."""
+    environ = os.environ if environ is None else environ
+    enabled = parse_bool("transport_profile", given.get("transport_profile", "true"))
+    return profile_env(environ, enabled, f"{package_config_dir}/{PROFILE_NAME}")
+
+
+def player_parameters(given: dict[str, str]) -> dict[str, Value]:
+    """bag_player's parameters in replay.launch.py: its pacing (``rate`` only with ``pacing:=rate``), waiting
+    for the evaluator."""
+    pacing = given.get("pacing", "lockstep").strip()
+    try:
+        rate = float(given.get("rate", "0") or 0)
+    except ValueError:
+        raise ValueError(f"launch argument rate:={given['rate']!r} is not a float") from None
+    if pacing not in PACINGS:
+        raise ValueError(f"launch argument pacing:={pacing!r} must be one of {', '.join(PACINGS)}")
+    rate_hz = rate if pacing == "rate" else 0.0
+    if problem := check_pacing(pacing, rate_hz):
+        raise ValueError(f"launch argument {problem}")
+    return {"bag": given["bag"], "pacing": pacing, "rate_hz": rate_hz, "wait_for_evaluator": True}

@@ -25,12 +25,13 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks, UnsupportedEventTypeError
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_policy_name_from_kind
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
@@ -39,7 +40,8 @@ from rtseg_ros.data.encodings import BadFrame, FrameDecoder
 from rtseg_ros.models import pretrained
 from rtseg_ros.ros import params
 from rtseg_ros.ros.conversions import class_info_json, fill_image, scale_camera_info
-from rtseg_ros.ros.diagnostics import FrameStats, Limits, ThrottledLog, segmentation_status, to_array
+from rtseg_ros.ros.diagnostics import (FrameStats, Limits, SequenceGaps, ThrottledLog, segmentation_status,
+                                       to_array)
 from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.ros.qos import DIAGNOSTICS_QOS, INPUT_QOS, LATCHED_QOS, OUTPUT_QOS
 from rtseg_ros.runtime.latest import LatestSlot
@@ -91,6 +93,7 @@ class SegmentNode(Node):
 
         self.stats = FrameStats()
         self.throttle = ThrottledLog()
+        self._gaps = SequenceGaps()
         self.decoder = FrameDecoder(self.config["max_input_pixels"])
         self.latest = LatestSlot(max_fps=self.live["max_fps"])  # callback → worker; latest frame wins
         self._image: str | None = None  # the last frame segmented, as "WxH encoding", for diagnostics
@@ -153,15 +156,10 @@ class SegmentNode(Node):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
     def _subscribe_input(self, msg_type, topic: str, qos: QoSProfile):
-        def lost(info):
-            self.stats.count("lost", info.total_count_change)
-
-        try:
-            events = SubscriptionEventCallbacks(incompatible_qos=self._on_input_qos, message_lost=lost)
-            return self.create_subscription(msg_type, topic, self._on_image, qos, event_callbacks=events)
-        except UnsupportedEventTypeError:  # this RMW does not report lost samples
-            events = SubscriptionEventCallbacks(incompatible_qos=self._on_input_qos)
-            return self.create_subscription(msg_type, topic, self._on_image, qos, event_callbacks=events)
+        # Frames lost in transport are counted from sequence gaps in _on_image, not from DDS sample-lost
+        # events, which count fragments and repaired samples too (286 "lost" for 200 frames sent, seen here).
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_input_qos)
+        return self.create_subscription(msg_type, topic, self._on_image, qos, event_callbacks=events)
 
     def _camera_info_topic(self) -> str:
         remapped = self.resolve_topic_name("camera_info")
@@ -219,7 +217,12 @@ class SegmentNode(Node):
             self.latest.clear()
 
     # -- input (executor thread) ---------------------------------------------------------------------
-    def _on_image(self, msg) -> None:
+    def _on_image(self, msg, info: MessageInfo) -> None:
+        # Two arguments: rclpy passes the message info, whose sequence numbers show frames lost on the way.
+        gid = info.get("publisher_gid") or {}
+        lost = self._gaps.missing(bytes(gid.get("data", b"")), info.get("publication_sequence_number"))
+        if lost:
+            self.stats.count("lost", lost)
         replaced = self.latest.put(Received(msg, time.monotonic_ns()))
         self.stats.received(replaced)
 
