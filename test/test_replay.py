@@ -261,6 +261,8 @@ def test_rtseg_replay_agrees_with_rtseg_eval_offline(tmp_path):
     assert online["frames"]["published"] == online["frames"]["evaluated"] == 5, (online["frames"], result.stderr)
     assert online["frames"]["dropped"] == 0
     assert online["model"] == "sgcpnet" and online["latency_ms"]["count"] == 5
+    # measured from each frame's stamp (the player's publish time): a prediction can only come after it
+    assert online["latency_ms"]["p50"] > 0 and "header stamp" in online["latency_definition"]
     assert (replay_out / "samples.png").is_file() and (replay_out / "latency.png").is_file()
 
     threads = torch.get_num_threads()

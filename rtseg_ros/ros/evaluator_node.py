@@ -58,7 +58,10 @@ PARAMETERS = (
           "(ros2 bag play); 0: only on ~/done or Ctrl-C", range=(0.0, 3600.0)),
     Param("exit_when_done", True, "exit after writing the report"),
 )
-LATENCY_DEFINITION = "prediction arrival - ground-truth arrival at the evaluator"
+# The player stamps each frame as it publishes it (restamp, its default), so this is the end-to-end latency of
+# segment_node plus transport, on the one host clock; ground-truth arrival is no reference, since reliable
+# ground truth can be delivered late in a burst.
+LATENCY_DEFINITION = "prediction arrival at the evaluator - the frame's header stamp (bag_player: its publish time)"
 
 
 def labels_of(msg: Image, decoder: FrameDecoder) -> np.ndarray:
@@ -150,20 +153,21 @@ class Evaluator(Node):
         self._match(stamp_to_ns(msg.header.stamp))
 
     def _on_prediction(self, msg: Image) -> None:
-        now = time.monotonic()
+        now, stamp = time.monotonic(), stamp_to_ns(msg.header.stamp)
+        latency_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6
         try:
-            self.predictions[stamp_to_ns(msg.header.stamp)] = (labels_of(msg, self.decoder), now)
+            self.predictions[stamp] = (labels_of(msg, self.decoder), now, latency_ms)
         except BadFrame as exc:
-            self.get_logger().error(f"prediction at stamp {stamp_to_ns(msg.header.stamp)} skipped: {exc}")
+            self.get_logger().error(f"prediction at stamp {stamp} skipped: {exc}")
             return
-        self._match(stamp_to_ns(msg.header.stamp))
+        self._match(stamp)
 
     # -- scoring -------------------------------------------------------------------------------------
     def _match(self, stamp: int) -> None:
         if stamp not in self.truth or stamp not in self.predictions:
             return
-        truth, truth_at, index = self.truth.pop(stamp)
-        prediction, prediction_at = self.predictions.pop(stamp)
+        truth, _, index = self.truth.pop(stamp)
+        prediction, _, latency_ms = self.predictions.pop(stamp)
         if prediction.shape != truth.shape:  # a node publishing at network resolution
             prediction = cv2.resize(prediction, truth.shape[::-1], interpolation=cv2.INTER_NEAREST)
             self.counts["resized_predictions"] += 1
@@ -174,7 +178,7 @@ class Evaluator(Node):
         except ValueError as exc:
             self.get_logger().error(f"frame {stamp} not scored: {exc} (do the node's classes match the bag's?)")
             return
-        self.latency_ms.append(1e3 * (prediction_at - truth_at))
+        self.latency_ms.append(latency_ms)
         self.counts["evaluated"] += 1
         image = self.images.pop(stamp, None)
         if image is not None and image.shape[:2] == truth.shape and self.samples.wants(index):
@@ -187,7 +191,7 @@ class Evaluator(Node):
         for stamp in [s for s, (_, arrived, _) in self.truth.items() if arrived < horizon]:
             del self.truth[stamp]
             self.counts["expired_truth"] += 1
-        for stamp in [s for s, (_, arrived) in self.predictions.items() if arrived < horizon]:
+        for stamp in [s for s, (_, arrived, _) in self.predictions.items() if arrived < horizon]:
             del self.predictions[stamp]
             self.counts["expired_predictions"] += 1
 
