@@ -453,7 +453,9 @@ def set_parameters(ros, node_name, **values):
     assert client.wait_for_service(timeout_sec=10)
     request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
     future = client.call_async(request)
-    wait_for(future.done, what="set_parameters response")
+    # a liveness bound, not a speed check: the executor's two threads also serve every other test node, and a
+    # loaded CI machine once needed more than 15 s here
+    wait_for(future.done, timeout=60.0, what="set_parameters response")
     ros.client.destroy_client(client)
     return future.result().results
 
