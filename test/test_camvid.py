@@ -3,7 +3,10 @@
 The dataset is not part of the package: these tests use ``../shared/datasets/camvid`` beside the checkout
 (or ``$RTSEG_CAMVID``) and skip cleanly where it is absent, as on a user's machine.
 """
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +54,25 @@ def test_make_bag_on_the_real_layout_round_trips_images_and_labels(tmp_path, cap
         assert (image.height, image.width, image.encoding) == (360, 480, "rgb8")
         assert np.array_equal(image.data.reshape(360, 480, 3), val[index]["image"])
         assert np.array_equal(labels.data.reshape(360, 480), val[index]["label"])
+
+
+def test_the_running_node_scores_real_frames_as_rtseg_eval_does_offline(tmp_path):
+    """rtseg-replay (player, segment_node with the shipped weights, evaluator: three processes over DDS,
+    lockstep) on real CamVid frames scores every frame, with exactly rtseg-eval's confusion matrix."""
+    pytest.importorskip("rclpy", reason="ROS 2 wheels not installed")
+    from rtseg_ros.eval import cli as eval_cli
+
+    bag = tmp_path / "camvid_val"
+    assert make_bag.main(["--data-root", str(CAMVID), "--dataset", "camvid", "--limit", "6", "--out", str(bag)]) == 0
+    assert eval_cli.main(["--bag", str(bag), "--dataset", "camvid", "--weights", "sgcpnet_camvid", "--device", "cpu",
+                          "--samples", "0", "--out", str(tmp_path / "offline")]) == 0
+    domain = str(30 + os.getpid() % 10)
+    result = subprocess.run([sys.executable, "-m", "rtseg_ros.apps.replay", "--bag", str(bag), "--weights",
+                             "sgcpnet_camvid", "--device", "cpu", "--samples", "0", "--out", str(tmp_path / "online"),
+                             "-p", "cpu_threads:=1"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "ROS_DOMAIN_ID": domain, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    online = json.loads((tmp_path / "online" / "report.json").read_text())
+    offline = json.loads((tmp_path / "offline" / "report.json").read_text())
+    assert online["frames"]["evaluated"] == 6 and online["frames"]["complete"] and online["frames"]["dropped"] == 0
+    assert online["confusion_matrix"] == offline["confusion_matrix"]

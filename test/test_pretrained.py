@@ -3,7 +3,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -27,6 +26,10 @@ def test_every_shipped_file_matches_its_table_entry_and_fits_the_size_budget():
         assert tuple(checkpoint["input_size"]) == shipped.input_size
         assert "optimizer" not in checkpoint and "rng" not in checkpoint  # inference checkpoints only
         assert shipped.val_miou > 0 and shipped.trained and "rtseg-train" in shipped.command
+
+
+def test_the_readme_lists_the_shipped_weights_as_rtseg_models_prints_them():
+    assert pretrained.markdown_table() in (ROOT / "README.md").read_text()
 
 
 def test_a_shipped_name_loads_like_a_path():
@@ -60,8 +63,8 @@ def test_a_folder_given_as_weights_says_so(tmp_path):
 
 @pytest.mark.skipif(not (CAMVID / "val").is_dir(), reason=f"CamVid not found at {CAMVID}")
 def test_the_shipped_model_segments_real_camvid_frames():
-    """Every 5th val frame (21 of 101) through the Segmenter, as the node runs it; the floor sits a little
-    below the figure measured on these frames (README: the full-val figure)."""
+    """Every 5th val frame (21 of 101) through the Segmenter, as the node runs it; the floors sit a little
+    below the figures measured on these frames."""
     from rtseg_ros.data.datasets import open_dataset
 
     val = open_dataset("camvid", CAMVID, "val")
@@ -71,9 +74,5 @@ def test_the_shipped_model_segments_real_camvid_frames():
         frame = val[index]
         labels = segmenter(frame["image"], "rgb8").labels
         matrix.update(torch.from_numpy(labels.copy()), torch.from_numpy(frame["label"]))
-    assert matrix.miou() > SUBSET_MIOU_FLOOR
-    assert matrix.pixel_accuracy() > 0.80
-    assert np.isfinite(matrix.miou())
-
-
-SUBSET_MIOU_FLOOR = 0.38  # measured on these 21 frames: see test docstring
+    assert matrix.miou() > 0.57  # measured: 60.1 % on these 21 frames (59.7 % on all 101, README)
+    assert matrix.pixel_accuracy() > 0.88  # measured: 91.1 %
