@@ -58,7 +58,10 @@ def launch_setup(context):
     )
     end_with_report = RegisterEventHandler(OnProcessExit(target_action=evaluator, on_exit=[EmitEvent(event=Shutdown(
         reason="evaluation report written"))]))
-    return [player, segment_node, evaluator, end_with_report]
+    # a player that fails (no bag, nobody subscribing) ends the launch: the evaluator would wait for nothing
+    end_with_failed_player = RegisterEventHandler(OnProcessExit(target_action=player, on_exit=lambda event, _: [
+        EmitEvent(event=Shutdown(reason="bag_player failed"))] if event.returncode else []))
+    return [player, segment_node, evaluator, end_with_report, end_with_failed_player]
 
 
 def generate_launch_description():

@@ -186,11 +186,14 @@ def test_rviz_without_rviz_installed_fails_before_anything_starts(launch_args, m
     assert source.index("require_rviz()") < source.index("segment_node = Node(")
 
 
-def test_replay_namespace_moves_the_evaluators_inputs(launch_args):
+def test_replay_namespace_moves_the_evaluators_and_the_players_inputs(launch_args):
     assert launch_args.evaluator_remappings("") == []
     assert launch_args.evaluator_remappings("/robot1/") == [
         ("/segment_node/labels", "/robot1/segment_node/labels"),
         ("/segment_node/class_info", "/robot1/segment_node/class_info")]
+    # lockstep pacing waits for the namespaced labels too (a real `ros2 launch ... namespace:=robot1` hung here)
+    given = {"bag": "b", "pacing": "lockstep", "rate": "0.0", "namespace": "robot1"}
+    assert launch_args.player_parameters(given)["predictions_topic"] == "/robot1/segment_node/labels"
 
 
 def test_replay_launch_starts_what_rtseg_replay_starts(launch_args):
@@ -234,7 +237,8 @@ def test_replay_launch_paces_in_lockstep_unless_told_otherwise(launch_args):
     arguments = {name: default for name, default, _ in [*launch_args.REPLAY_LAUNCH_ONLY, *launch_args.node_arguments()]}
     arguments["bag"] = "b"
     assert launch_args.player_parameters(arguments) == {"bag": "b", "pacing": "lockstep", "rate_hz": 0.0,
-                                                        "wait_for_evaluator": True}
+                                                        "wait_for_evaluator": True,
+                                                        "predictions_topic": "/segment_node/labels"}
     assert launch_args.player_parameters({**arguments, "pacing": "rate", "rate": "10"})["rate_hz"] == 10.0
     # a rate given with another pacing is not silently half-applied: the player gets no rate
     assert launch_args.player_parameters({**arguments, "pacing": "recorded", "rate": "10"})["rate_hz"] == 0.0

@@ -125,10 +125,15 @@ def require_rviz() -> None:
                            "ros-$ROS_DISTRO-rviz2, or launch without rviz:=true") from None
 
 
+def namespaced(namespace: str, topic: str) -> str:
+    """``/segment_node/labels`` as published by a segment_node pushed into ``namespace``."""
+    namespace = namespace.strip().strip("/")
+    return f"/{namespace}{topic}" if namespace else topic
+
+
 def evaluator_remappings(namespace: str) -> list[tuple[str, str]]:
     """The evaluator listens to ``/segment_node/...``; with segment_node in ``namespace``, to its outputs there."""
-    namespace = namespace.strip().strip("/")
-    return [(topic, f"/{namespace}{topic}") for topic in EVALUATOR_INPUTS] if namespace else []
+    return [(topic, namespaced(namespace, topic)) for topic in EVALUATOR_INPUTS if namespaced(namespace, topic) != topic]
 
 
 def node_env(given: dict[str, str], package_config_dir: str, environ: Mapping[str, str] | None = None
@@ -154,4 +159,6 @@ def player_parameters(given: dict[str, str]) -> dict[str, Value]:
     rate_hz = rate if pacing == "rate" else 0.0
     if problem := check_pacing(pacing, rate_hz):
         raise ValueError(f"launch argument {problem}")
-    return {"bag": given["bag"], "pacing": pacing, "rate_hz": rate_hz, "wait_for_evaluator": True}
+    # lockstep waits for segment_node's labels, wherever the namespace puts them
+    return {"bag": given["bag"], "pacing": pacing, "rate_hz": rate_hz, "wait_for_evaluator": True,
+            "predictions_topic": namespaced(given.get("namespace", ""), "/segment_node/labels")}
