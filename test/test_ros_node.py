@@ -701,3 +701,12 @@ def test_console_script_with_bad_weights_exits_with_one_line():
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert "weights file not found: /nonexistent/best.pt" in lines[0] and "Traceback" not in lines[0]
+
+
+def test_console_script_with_a_parameter_missing_its_value_exits_with_one_line():
+    """Issue 15: `-p model:=` (no value) was an rclpy traceback."""
+    result = subprocess.run(console_script() + ["--ros-args", "-p", "model:="],
+                            env=script_env(), capture_output=True, text=True, timeout=60)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert "invalid ROS arguments" in lines[0] and "'-p model:='" in lines[0] and "Traceback" not in lines[0]

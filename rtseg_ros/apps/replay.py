@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rtseg_ros.common import parse_size
 from rtseg_ros.ros.player_node import PACINGS
+from rtseg_ros.ros.qos import INPUT_QOS
 from rtseg_ros.ros.transport import child_env
 from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
 
@@ -65,7 +66,7 @@ def parse_args(argv) -> Replay:
     p.add_argument("--rate", type=float, default=Replay.rate, help="frames per second with --pacing rate")
     p.add_argument("--no-transport-profile", dest="transport_profile", action="store_false",
                    help="run the processes with Fast DDS's defaults instead of config/fastdds_large_frames.xml")
-    p.add_argument("--input-qos", default=Replay.input_qos, choices=("reliable", "sensor_data"),
+    p.add_argument("--input-qos", default=Replay.input_qos, choices=tuple(INPUT_QOS),
                    help="segment_node's image QoS (default reliable: measure the network, not transport losses; "
                         "sensor_data: as deployed)")
     p.add_argument("--samples", type=int, default=Replay.samples,

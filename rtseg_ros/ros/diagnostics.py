@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from rtseg_ros.common import percentiles
+
 OK, WARN, ERROR = 0, 1, 2
 LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR"}
 
@@ -158,8 +160,8 @@ class FrameStats:
         values = {"fps": _fmt(window["published"] / elapsed), "input_hz": _fmt(window["received"] / elapsed)}
         for name, series in samples.items():
             if series.size:
-                p50, p95 = np.percentile(series, [50, 95])
-                values.update({f"{name}_p50_ms": _fmt(p50), f"{name}_p95_ms": _fmt(p95),
+                p = percentiles(series)
+                values.update({f"{name}_p50_ms": _fmt(p["p50"]), f"{name}_p95_ms": _fmt(p["p95"]),
                                f"{name}_max_ms": _fmt(series.max())})
         for stage, total in stages.items():
             values[f"stage_{stage}_ms"] = _fmt(total / max(window["published"], 1))
@@ -186,7 +188,7 @@ class FrameStats:
             problems.append(f"{window['stale']} of {received} frames skipped as older than max_age_ms")
         latency = samples["latency"]
         if latency.size:
-            p95 = float(np.percentile(latency, 95))
+            p95 = percentiles(latency, (95,))["p95"]
             if p95 > limits.latency_error_ms:
                 level = ERROR
                 problems.append(f"latency p95 {p95:.0f} ms > {limits.latency_error_ms:g} ms")

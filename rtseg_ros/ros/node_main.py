@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 import rclpy
+from rclpy.impl.implementation_singleton import rclpy_implementation
 
 from rtseg_ros.ros.params import Param, markdown_table
 
@@ -18,11 +19,16 @@ def node_main(argv: list[str] | None, prog: str, summary: str, doc: str, usage: 
     ``doc`` is the module docstring; its text after the first paragraph describes the node in ``--help``.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
         description=f"{summary}\n\n" + doc.split("\n\n", 1)[1],
-        epilog=f"usage with ROS arguments: {usage}\n\nparameters:\n" + markdown_table(table),
-    ).parse_args(rclpy.utilities.remove_ros_args([prog, *argv])[1:])
+        epilog=f"usage with ROS arguments: {usage}\n\nparameters:\n" + markdown_table(table))
+    try:
+        own_args = rclpy.utilities.remove_ros_args([prog, *argv])[1:]
+    except rclpy_implementation.RCLInvalidROSArgsError as exc:  # e.g. "-p model:=" with no value
+        reason = str(exc).split(". Error:")[0].removeprefix("Failed to parse ROS arguments: ")
+        parser.exit(2, f"{prog}: error: invalid ROS arguments: {reason} (an empty string is -p name:=\"''\")\n")
+    parser.parse_args(own_args)
     rclpy.init(args=[prog, *argv])
     try:
         try:
