@@ -15,6 +15,8 @@ from rtseg_ros.ros.transport import PROFILE_NAME, profile_env
 
 NOT_GIVEN = ("", "''", '""')  # `model:=''` typed in a shell reaches launch as the two quote characters
 
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+LOG_LEVEL_ARGUMENT = ("log_level", "info", f"segment_node's log level ({', '.join(LOG_LEVELS)})")
 TRANSPORT_PROFILE_ARGUMENT = (
     "transport_profile", "true", f"run the nodes with Fast DDS profile config/{PROFILE_NAME} (shared memory sized "
     "for camera frames) unless FASTDDS_DEFAULT_PROFILES_FILE is already set; false: Fast DDS's defaults")
@@ -25,7 +27,7 @@ SEGMENT_LAUNCH_ONLY = (
                         "command-line arguments win over it)"),
     ("namespace", "", "namespace of the node (and of RViz)"),
     ("use_sim_time", "false", "use /clock, e.g. when replaying a bag"),
-    ("log_level", "info", "segment_node's log level (debug, info, warn, error, fatal)"),
+    LOG_LEVEL_ARGUMENT,
     ("rviz", "false", "start RViz with config/rtseg.rviz (input image and overlay); needs rviz2 installed"),
     TRANSPORT_PROFILE_ARGUMENT,
 )
@@ -39,14 +41,13 @@ REPLAY_LAUNCH_ONLY = (
     ("out_dir", "eval_out", "folder for report.json, report.md and plots"),
     ("namespace", "", "namespace of segment_node; the evaluator listens to its outputs there"),
     ("params_file", "", "segment_node parameter file applied over config/segment.yaml"),
-    ("log_level", "info", "segment_node's log level (debug, info, warn, error, fatal)"),
+    LOG_LEVEL_ARGUMENT,
     TRANSPORT_PROFILE_ARGUMENT,
 )
 # What a replay changes in segment_node's defaults (the files and the command line still win): a reliable
 # subscription measures the network, not transport losses.
 REPLAY_NODE_DEFAULTS = {"input_qos": "reliable"}
 EVALUATOR_INPUTS = ("/segment_node/labels", "/segment_node/class_info")
-LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
 def node_arguments(table: tuple[Param, ...] = PARAMETERS) -> list[tuple[str, str, str]]:
