@@ -234,8 +234,9 @@ def test_camera_info_with_roi_and_binning_describes_the_output_directly():
 
 def test_class_info_lists_every_class_with_its_colour():
     info = get_dataset_info("cityscapes")
-    doc = json.loads(class_info_json(info.to_dict(), "farsee", "random initialisation", True))
+    doc = json.loads(class_info_json(info.to_dict(), "farsee", "random initialisation", True, "openvino", "int8"))
     assert doc["dataset"] == "cityscapes" and doc["model"] == "farsee" and doc["random_weights"] is True
+    assert (doc["backend"], doc["precision"]) == ("openvino", "int8")
     assert doc["ignore_id"] == 255 and doc["labels_encoding"] == "mono8"
     assert [c["id"] for c in doc["classes"]] == list(range(19))
     assert doc["classes"][0] == {"id": 0, "name": "road", "color": [128, 64, 128]}

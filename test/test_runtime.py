@@ -7,7 +7,7 @@ import torch
 from rtseg_ros.data.labels import get_dataset_info
 from rtseg_ros.models import build_model, get_entry
 from rtseg_ros.fileio import write_atomic, write_bytes_atomic
-from rtseg_ros.runtime import backends
+from rtseg_ros.runtime.backends import cache, onnxruntime_runner, tensorrt_runner
 from rtseg_ros.runtime.folding import fold_batchnorm
 from rtseg_ros.models.checkpoint import save_checkpoint
 from rtseg_ros.data.encodings import DIRECT
@@ -213,18 +213,21 @@ def test_rtseg_checkpoint_of_another_model_names_both(tmp_path):
 # -- TensorRT paths that need no TensorRT ------------------------------------------------------------
 
 def test_engine_cache_key_detects_any_change(tmp_path):
-    key = backends.engine_cache_key("farsee", 19, "abc", (1, 3, 512, 1024), "fp16", "10.3.0", "NVIDIA H100")
-    engine, sidecar = backends.engine_paths(tmp_path, key)
+    key = cache.engine_cache_key("farsee", 19, "abc", (1, 3, 512, 1024), "fp16", "tensorrt", "10.3.0", "NVIDIA H100")
+    engine, sidecar = cache.engine_paths(tmp_path, key, ".engine")
     assert engine.name.startswith("farsee-19c-512x1024-fp16-")
-    assert not backends.cached_engine_matches(engine, sidecar, key)
+    assert not cache.cached_engine_matches(engine, sidecar, key)
     write_bytes_atomic(engine, b"engine")
     write_bytes_atomic(sidecar, __import__("json").dumps(key).encode())
-    assert backends.cached_engine_matches(engine, sidecar, key)
+    assert cache.cached_engine_matches(engine, sidecar, key)
+    assert set(key) == {"model", "classes", "weights", "input_shape", "precision", "engine", "engine_version",
+                        "device", "settings"}
     for field, value in (("weights", "abd"), ("input_shape", [1, 3, 512, 512]), ("precision", "fp32"),
-                         ("tensorrt", "10.4.0"), ("gpu", "NVIDIA A100"), ("model", "ddrnet23"), ("classes", 11)):
-        assert not backends.cached_engine_matches(engine, sidecar, {**key, field: value}), field
+                         ("engine", "openvino"), ("engine_version", "10.4.0"), ("device", "NVIDIA A100"),
+                         ("model", "ddrnet23"), ("classes", 11), ("settings", {"TBB_PARTITIONER": "AUTO"})):
+        assert not cache.cached_engine_matches(engine, sidecar, {**key, field: value}), field
     sidecar.write_text("{corrupt")
-    assert not backends.cached_engine_matches(engine, sidecar, key)
+    assert not cache.cached_engine_matches(engine, sidecar, key)
 
 
 def test_missing_tensorrt_says_how_to_install():
@@ -360,10 +363,10 @@ class FakeStream:
 
 
 def test_onnxruntime_asks_for_the_segmenters_device_and_stream():
-    (name, options), cpu = backends.onnxruntime_providers(torch.device("cuda", 1), FakeStream())
+    (name, options), cpu = onnxruntime_runner.onnxruntime_providers(torch.device("cuda", 1), FakeStream())
     assert name == "CUDAExecutionProvider" and cpu == "CPUExecutionProvider"
     assert options == {"device_id": 1, "user_compute_stream": str(0xBEEF)}
-    assert backends.onnxruntime_providers(torch.device("cpu"), None) == ["CPUExecutionProvider"]
+    assert onnxruntime_runner.onnxruntime_providers(torch.device("cpu"), None) == ["CPUExecutionProvider"]
 
 
 def test_onnxruntime_cpu_fallback_is_refused_in_one_line():
@@ -375,11 +378,11 @@ def test_onnxruntime_cpu_fallback_is_refused_in_one_line():
             return self.granted
 
     with pytest.raises(RuntimeError, match=r"did not grant CUDAExecutionProvider on cuda:0 .*onnxruntime-gpu") as error:
-        backends.require_granted_provider(FakeSession(["CPUExecutionProvider"]), torch.device("cuda", 0))
+        onnxruntime_runner.require_granted_provider(FakeSession(["CPUExecutionProvider"]), torch.device("cuda", 0))
     assert "\n" not in str(error.value)
-    backends.require_granted_provider(FakeSession(["CUDAExecutionProvider", "CPUExecutionProvider"]),
+    onnxruntime_runner.require_granted_provider(FakeSession(["CUDAExecutionProvider", "CPUExecutionProvider"]),
                                       torch.device("cuda", 0))
-    backends.require_granted_provider(FakeSession(["CPUExecutionProvider"]), torch.device("cpu"))
+    onnxruntime_runner.require_granted_provider(FakeSession(["CPUExecutionProvider"]), torch.device("cpu"))
 
 
 def test_precisions_the_backend_or_gpu_cannot_run_are_refused():
@@ -421,11 +424,11 @@ def test_device_context_makes_the_device_and_stream_current(monkeypatch):
 def test_tensorrt_buffers_take_the_engines_tensor_types():
     from types import SimpleNamespace
 
-    assert backends.torch_dtype_of(SimpleNamespace(name="HALF")) == torch.float16
-    assert backends.torch_dtype_of(SimpleNamespace(name="BF16")) == torch.bfloat16
-    assert backends.torch_dtype_of(SimpleNamespace(name="FLOAT")) == torch.float32
+    assert tensorrt_runner.torch_dtype_of(SimpleNamespace(name="HALF")) == torch.float16
+    assert tensorrt_runner.torch_dtype_of(SimpleNamespace(name="BF16")) == torch.bfloat16
+    assert tensorrt_runner.torch_dtype_of(SimpleNamespace(name="FLOAT")) == torch.float32
     with pytest.raises(RuntimeError, match="type INT8"):
-        backends.torch_dtype_of(SimpleNamespace(name="INT8"))
+        tensorrt_runner.torch_dtype_of(SimpleNamespace(name="INT8"))
 
 
 def test_tensorrt_builds_strongly_typed_networks_without_precision_flags(tmp_path):
@@ -455,11 +458,11 @@ def test_tensorrt_builds_strongly_typed_networks_without_precision_flags(tmp_pat
         trt = SimpleNamespace(Logger=type("Logger", (Fake,), {"WARNING": 2}), Builder=Fake, OnnxParser=Parser,
                               NetworkDefinitionCreationFlag=strongly_typed, BuilderFlag=SimpleNamespace())
         (tmp_path / "m.onnx").write_bytes(b"onnx")
-        key = backends.engine_cache_key(MODEL, 19, "abc", (1, 3, 64, 128), "fp16", "11.0", "GPU")
-        engine, sidecar = backends.engine_paths(tmp_path, key)
-        assert backends.build_engine(trt, tmp_path / "m.onnx", (1, 3, 64, 128), engine, sidecar, key) == b"engine"
+        key = cache.engine_cache_key(MODEL, 19, "abc", (1, 3, 64, 128), "fp16", "tensorrt", "11.0", "GPU")
+        engine, sidecar = cache.engine_paths(tmp_path, key, ".engine")
+        assert tensorrt_runner.build_engine(trt, tmp_path / "m.onnx", (1, 3, 64, 128), engine, sidecar, key) == b"engine"
         assert calls["create_network"] == ((1 << 5,) if hasattr(strongly_typed, "STRONGLY_TYPED") else (0,))
-        assert "set_flag" not in calls and backends.cached_engine_matches(engine, sidecar, key)
+        assert "set_flag" not in calls and cache.cached_engine_matches(engine, sidecar, key)
 
 
 def test_naive_loop_runs_its_own_copy_on_the_benchmark_device():

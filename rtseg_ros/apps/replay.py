@@ -33,7 +33,7 @@ class Replay:
     weights: str = ""  # empty: random weights
     model: str = ""  # empty: the checkpoint's model, else farsee
     device: str = "auto"
-    backend: str = "torch"
+    backend: str = "auto"
     precision: str = "fp32"
     input_size: tuple[int, int] | None = None  # network input (H, W); None: the model's
     pacing: str = "lockstep"  # lockstep | rate | recorded (bag_player's pacing)

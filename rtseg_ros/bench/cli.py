@@ -2,8 +2,10 @@
 
   --pipeline  the Segmenter against a naive loop (per-frame tensors, OpenCV/NumPy pre- and
               post-processing on the CPU, eager fp32, full-resolution logits brought back), same frames
-  --models    network forward speed by the papers' protocol (batch 1, warm-up, synchronised timing),
-              per model, precision and CUDA-graph setting
+  --models    network forward speed by the papers' protocol (batch 1, warm-up, synchronised timing):
+              on CUDA per model, precision and CUDA-graph setting; on the CPU the engines side by side
+              (--engines: eager torch, the torch path, ONNX Runtime, OpenVINO, INT8), idle and with a
+              CPU-busy neighbour process (--neighbour), and what backend:=auto picks
   --node      the running ROS node: end-to-end latency vs bare rclpy transport and the Segmenter alone,
               at fixed input rates (--rates); with --peak, the highest rate losing < 5 % of frames.
               This process and the node run with the package's Fast DDS transport profile
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from rtseg_ros.bench.engines import ENGINES, NEIGHBOURS, bench_engines, engines_table, load_table
 from rtseg_ros.bench.models import bench_models, models_table
 from rtseg_ros.bench.pipeline import bench_pipeline, pipeline_table
 from rtseg_ros.common import parse_size
@@ -51,6 +54,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS)
     parser.add_argument("--graphs", nargs="+", default=["off"], choices=("on", "off"), help="CUDA graphs (--models)")
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES,
+                        help="--models on the CPU: engines to compare (default: all)")
+    parser.add_argument("--neighbour", nargs="+", default=["none"], choices=tuple(NEIGHBOURS),
+                        help="--models on the CPU: also measure beside a process keeping the cores busy: torch "
+                             "(a matrix loop on all cores, like another network) or busy (Python loops)")
+    parser.add_argument("--threads", type=int, help="CPU threads of every engine (default: torch's, one per core)")
     parser.add_argument("--rates", type=float, nargs="+", default=[10.0], help="input rates in Hz (--node, default 10)")
     parser.add_argument("--peak", action="store_true",
                         help="--node: search the highest input rate with < 5 %% of frames lost, per size")
@@ -72,6 +81,13 @@ def main(argv: list[str] | None = None) -> None:
         rows = [bench_pipeline(args.model, size, args.frames, args.device, p, args.input_size)
                 for size in sizes for p in args.precision]
         print(pipeline_table(rows))
+    elif args.models is not None and args.device == "cpu":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        rows = bench_engines(args.models or available_models(), sizes, args.engines, args.neighbour)
+        print(engines_table(rows, args.engines))
+        if any(n != "none" for n in args.neighbour):
+            print("\n" + load_table(rows, args.engines))
     elif args.models is not None:
         rows = bench_models(args.models or available_models(), sizes, args.device, args.precision,
                             [g == "on" for g in args.graphs])

@@ -49,7 +49,8 @@ def parse_args(argv):
     p.add_argument("--model", help="registry name; default: the model the checkpoint names")
     p.add_argument("--weights", help="rtseg-train checkpoint or published state_dict")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--backend", default="torch", choices=BACKENDS)
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="inference engine (default auto: as the node; see segment_node --help)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--input-size", type=parse_size, help="network input HxW (default: the model's)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N frames (default: all)")

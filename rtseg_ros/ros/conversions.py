@@ -69,13 +69,15 @@ def scale_camera_info(info: CameraInfo, image_hw: tuple[int, int], out_hw: tuple
     return out
 
 
-def class_info_json(dataset: dict, model: str, weights: str, random_weights: bool) -> str:
+def class_info_json(dataset: dict, model: str, weights: str, random_weights: bool, backend: str,
+                    precision: str) -> str:
     """What ``~/class_info`` carries (std_msgs/String, JSON): one entry per train id with its name and RGB
-    colour, the ignore id, and where the classes came from."""
+    colour, the ignore id, where the classes came from, and the engine and precision that made the labels."""
     classes = [{"id": i, "name": name, "color": list(map(int, color))}
                for i, (name, color) in enumerate(zip(dataset["class_names"], dataset["palette"]))]
     return json.dumps({"dataset": dataset["name"], "convention": dataset.get("convention", ""), "model": model,
-                       "weights": weights, "random_weights": random_weights, "labels_encoding": "mono8",
+                       "weights": weights, "random_weights": random_weights, "backend": backend,
+                       "precision": precision, "labels_encoding": "mono8",
                        "ignore_id": 255, "classes": classes})
 
 

@@ -230,6 +230,7 @@ def segmentation_status(report: Report, *, node_fqn: str, segmenter_facts: dict,
         if name != "input":
             report.add(WARN, problem)
     facts = {"model": segmenter_facts["model"], "backend": segmenter_facts["backend"],
+             "backend_choice": f"{segmenter_facts['backend_requested']}: {segmenter_facts['backend_reason']}",
              "device": segmenter_facts["device"], "precision": segmenter_facts["precision"],
              "weights": segmenter_facts["weights"], "random_weights": str(random_weights).lower(),
              "network_input": "x".join(map(str, network_input)), "output_resolution": config["output_resolution"],

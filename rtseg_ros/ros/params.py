@@ -40,9 +40,13 @@ PARAMETERS: tuple[Param, ...] = (
     Param("dataset", "cityscapes", "class names and palette when the weights do not carry them",
           choices=("cityscapes", "camvid")),
     Param("device", "auto", "auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N"),
-    Param("backend", "torch", "inference backend (tensorrt: when the tensorrt package is importable)",
+    Param("backend", "auto", "inference engine; auto: on CUDA tensorrt when importable, else torch; on the CPU "
+          "openvino when importable, else onnxruntime, else torch (the choice is logged and in /diagnostics)",
           choices=BACKENDS),
-    Param("precision", "fp32", "network precision", choices=PRECISIONS),
+    Param("precision", "fp32", "network precision; int8: the INT8 model rtseg-export --int8 calibrated for these "
+          "weights (openvino or onnxruntime)", choices=PRECISIONS),
+    Param("openvino_device", "CPU", "OpenVINO's device for backend openvino: CPU, or GPU/GPU.N for an Intel GPU "
+          "OpenVINO sees"),
     Param("input_width", 0, "network input width in pixels; 0 (with input_height 0): the model's default",
           range=(0, 8192)),
     Param("input_height", 0, "network input height in pixels; 0 (with input_width 0): the model's default",
@@ -52,7 +56,8 @@ PARAMETERS: tuple[Param, ...] = (
           "or the network input's", choices=("input", "network")),
     Param("upsample", "logits", "logits: bilinear logits then argmax (papers' protocol); labels: argmax at the "
           "output stride, nearest upsampling (faster)", choices=("logits", "labels")),
-    Param("cpu_threads", 0, "torch CPU threads; 0: torch's default. Set 1-2 when the node shares a small CPU",
+    Param("cpu_threads", 0, "CPU threads of torch, ONNX Runtime and OpenVINO; 0: torch's default (one per "
+          "core). Set 1-2 when the node shares a small CPU",
           range=(0, 256)),
     Param("enabled", True, "segment frames; false: unsubscribe from the camera (no transport or compute cost, "
           "and a lazy camera driver may stop) until set true again", live=True),
@@ -72,7 +77,8 @@ PARAMETERS: tuple[Param, ...] = (
           range=(1, 2**31 - 1)),
     Param("transport", "raw", "subscribe `image` (raw, sensor_msgs/Image) or `image/compressed` "
           "(compressed, sensor_msgs/CompressedImage, JPEG/PNG)", choices=("raw", "compressed")),
-    Param("engine_cache_dir", "", "where ONNX exports and TensorRT engines are cached; empty: the runtime's default"),
+    Param("engine_cache_dir", "", "where ONNX exports, INT8 models and TensorRT/OpenVINO engines are cached; "
+          "empty: ~/.cache/rtseg_ros (or $RTSEG_CACHE)"),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.1, 60.0)),
     Param("latency_warn_ms", 200.0, "diagnostics WARN when latency p95 (input stamp to publish) exceeds this",
           live=True, range=(0.0, 1e6)),

@@ -130,7 +130,8 @@ class SegmentNode(Node):
         return Segmenter(model, weights=weights, device=device, backend=c["backend"],
                          precision=c["precision"], input_size=input_size, keep_aspect=c["keep_aspect"],
                          output_resolution=c["output_resolution"], upsample=c["upsample"], dataset=c["dataset"],
-                         engine_cache_dir=c["engine_cache_dir"] or None)
+                         engine_cache_dir=c["engine_cache_dir"] or None, cpu_threads=c["cpu_threads"],
+                         openvino_device=c["openvino_device"])
 
     def _create_topics(self) -> None:
         c = self.config
@@ -170,13 +171,15 @@ class SegmentNode(Node):
 
     def _publish_class_info(self) -> None:
         seg = self.segmenter
-        text = class_info_json(seg.dataset.to_dict(), seg.loaded.name, seg.loaded.weights_note, seg.random_weights)
+        text = class_info_json(seg.dataset.to_dict(), seg.loaded.name, seg.loaded.weights_note, seg.random_weights,
+                               seg.backend_name, seg.precision)
         self.class_info_pub.publish(String(data=text))
 
     def _log_startup(self) -> None:
         log, seg, c = self.get_logger(), self.segmenter, self.config
         facts = seg.describe()
-        log.info(f"model {facts['model']} ({facts['weights']}), {facts['backend']} on {facts['device']} "
+        log.info(f"model {facts['model']} ({facts['weights']}), backend {facts['backend']} "
+                 f"({facts['backend_reason']}) on {facts['device']} "
                  f"{facts['precision']}, network input {facts['input_size']} (keep_aspect={c['keep_aspect']}); "
                  f"input {self.input_topic} ({c['input_qos']}); outputs {self.resolve_topic_name('~/labels')} and "
                  f"siblings at {c['output_resolution']} resolution")

@@ -4,7 +4,29 @@ Kept free of torch so that parameter tables and ``--help`` load fast.
 """
 from __future__ import annotations
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-# Precision name → torch dtype name (the Segmenter resolves them; TensorRT takes the name as a builder flag).
-PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+# What backend:=auto tries, in order, per device type: the first whose package imports. The order is
+# rtseg-bench's (README, "CPU engines"): on a CPU OpenVINO and ONNX Runtime run these networks 1.2-3x
+# faster than torch; on CUDA TensorRT is the fastest engine.
+AUTO_ORDER = {"cpu": ("openvino", "onnxruntime", "torch"), "cuda": ("tensorrt", "torch")}
+# The Python modules each engine needs (all three run the package's ONNX export, which needs onnx), and
+# how to get them.
+ENGINE_MODULES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx"),
+                  "tensorrt": ("tensorrt", "onnx")}
+INSTALL_HINTS = {
+    "onnxruntime": "pip install 'rtseg_ros[onnx]' (onnxruntime and onnx; onnxruntime-gpu for CUDA)",
+    "openvino": "pip install 'rtseg_ros[openvino]' (openvino and onnx)",
+    "tensorrt": "install the TensorRT package matching torch's CUDA major version, e.g. `pip install "
+                "tensorrt-cu12 onnx` (plain `pip install tensorrt` picks the newest CUDA)",
+}
+
+# Precision name → torch dtype name of the network's weights and I/O (int8: an INT8-calibrated ONNX model
+# with fp32 input and output, run by OpenVINO or ONNX Runtime).
+PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 PRECISIONS = tuple(PRECISION_DTYPES)
+
+
+def missing_engine(backend: str) -> str:
+    """One line for a backend asked for by name whose package is not importable."""
+    return (f"backend '{backend}' needs the Python packages {' and '.join(ENGINE_MODULES[backend])}, not all "
+            f"importable here: {INSTALL_HINTS[backend]}; or use backend:=auto or backend:=torch")

@@ -24,7 +24,8 @@ from torch import nn
 
 from rtseg_ros.data.encodings import DIRECT
 from rtseg_ros.data.labels import DatasetInfo
-from rtseg_ros.runtime.choices import BACKENDS, PRECISION_DTYPES
+from rtseg_ros.runtime.backends import make_runner, resolve_backend
+from rtseg_ros.runtime.choices import PRECISION_DTYPES
 from rtseg_ros.runtime.folding import fold_batchnorm
 from rtseg_ros.runtime.weights import LoadedModel, load_model
 
@@ -72,9 +73,26 @@ def check_precision(precision: str, backend: str, capability: tuple[int, int] | 
     cannot run as asked."""
     if backend == "onnxruntime" and precision == "bf16":
         raise ValueError("backend 'onnxruntime' runs fp32 or fp16, not bf16: use backend:=torch or backend:=tensorrt")
+    if precision == "int8" and backend not in ("openvino", "onnxruntime"):
+        raise ValueError(f"precision int8 runs on backend openvino or onnxruntime (an INT8 model made by "
+                         f"rtseg-export --int8), not {backend}")
     if precision == "bf16" and capability is not None and tuple(capability) < (8, 0):
         raise RuntimeError(f"precision bf16 needs a GPU of compute capability 8.0 or newer (sm80+); this one is "
                            f"sm{capability[0]}{capability[1]}: use precision:=fp16")
+
+
+def checked_frame(image: np.ndarray, encoding: str) -> np.ndarray:
+    """``image`` as an H×W×C uint8 array for ``encoding``, or one line saying what is wrong with it."""
+    if encoding not in DIRECT:
+        raise UnsupportedEncoding(f"unsupported encoding {encoding!r}; supported: {', '.join(DIRECT)}")
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    channels = DIRECT[encoding].channels
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != channels or 0 in image.shape:
+        raise ValueError(f"{encoding} frame must be a non-empty H×W×{channels} uint8 array, "
+                         f"got {image.shape} {image.dtype}")
+    return image
 
 
 def network_size(frame_hw: tuple[int, int], input_size: tuple[int, int], keep_aspect: bool, multiple: int = 32) -> tuple[int, int]:
@@ -94,10 +112,16 @@ class Segmenter:
             ``rtseg-train`` checkpoint that names its model.
         weights: ``rtseg-train`` checkpoint or a published state_dict the model zoo loads. ``None``: random
             initialisation (plumbing checks only; ``self.random_weights`` is then True).
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        backend: ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``.
-        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (torch: weights in that type; ONNX Runtime and
-            TensorRT: an ONNX export in that type; bf16 needs sm80+, and not ONNX Runtime).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (where torch runs; OpenVINO's own device is
+            ``openvino_device``).
+        backend: ``"torch"``, ``"onnxruntime"``, ``"openvino"``, ``"tensorrt"`` or ``"auto"`` (the first
+            importable of ``choices.AUTO_ORDER`` for the device; ``backend_reason`` says why).
+        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"`` (torch: weights in that type; ONNX Runtime
+            and TensorRT: an ONNX export in that type; OpenVINO: its inference precision hint; bf16 needs
+            sm80+ on CUDA, and not ONNX Runtime; int8: the INT8 model ``rtseg-export --int8`` calibrated,
+            on OpenVINO or ONNX Runtime).
+        cpu_threads: threads of ONNX Runtime and OpenVINO (0: ``torch.get_num_threads()``, which the node's
+            ``cpu_threads`` sets for torch).
         input_size: network input (H, W); default: the model's (or the checkpoint's) input size.
         keep_aspect: scale frames into ``input_size`` keeping their aspect (True), or stretch (False).
         output_resolution: ``"input"`` (the frame's size) or ``"network"`` (the network input size).
@@ -112,7 +136,8 @@ class Segmenter:
                  backend: str = "torch", precision: str = "fp32", input_size: tuple[int, int] | None = None,
                  keep_aspect: bool = True, output_resolution: str = "input", upsample: str = "logits",
                  dataset: str = "cityscapes", num_classes: int | None = None, fold_bn: bool = True,
-                 channels_last: bool = True, cuda_graphs: bool = True, engine_cache_dir: str | None = None):
+                 channels_last: bool = True, cuda_graphs: bool = True, engine_cache_dir: str | None = None,
+                 cpu_threads: int = 0, openvino_device: str = "CPU"):
         if precision not in DTYPES:
             raise ValueError(f"precision must be one of {', '.join(DTYPES)}, got {precision!r}")
         if output_resolution not in ("input", "network"):
@@ -124,6 +149,8 @@ class Segmenter:
             raise RuntimeError("device 'cuda' requested but no CUDA GPU is available (use device:=cpu)")
         if self.device.type == "cuda" and self.device.index is None:  # "cuda": the current device, named
             self.device = torch.device("cuda", torch.cuda.current_device())
+        self.backend_requested = backend
+        backend, self.backend_reason = resolve_backend(backend, self.device.type, precision)
         check_precision(precision, backend,
                         torch.cuda.get_device_capability(self.device) if self.device.type == "cuda" else None)
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
@@ -137,6 +164,7 @@ class Segmenter:
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda" and backend == "torch"
         self.channels_last = channels_last and backend == "torch"
         self.engine_cache_dir = engine_cache_dir
+        self.cpu_threads, self.openvino_device = cpu_threads or torch.get_num_threads(), openvino_device
 
         network = self.loaded.model.eval()
         network.upsample_logits = False  # the Segmenter upsamples itself, after choosing how
@@ -171,15 +199,8 @@ class Segmenter:
                     x = x.contiguous(memory_format=torch.channels_last)
                 return network(x.to(self.dtype)).float()
             return run
-        from rtseg_ros.runtime import backends
-
-        if self.backend_name == "onnxruntime":
-            return backends.OnnxRuntimeRunner(network, self.device, self.loaded, self.precision, self.stream,
-                                              self.engine_cache_dir)
-        if self.backend_name == "tensorrt":
-            return backends.TensorRTRunner(network, self.device, self.loaded, self.precision, self.stream,
-                                           self.engine_cache_dir)
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend_name!r}")
+        return make_runner(self.backend_name, network, self.device, self.loaded, self.precision, self.stream,
+                           self.engine_cache_dir, self.cpu_threads, self.openvino_device)
 
     # -- buffers -------------------------------------------------------------------------------------
     def _allocate(self, height: int, width: int, encoding: str, outputs: tuple[str, ...]) -> None:
@@ -234,15 +255,7 @@ class Segmenter:
     def __call__(self, image: np.ndarray, encoding: str = "rgb8", outputs: tuple[str, ...] = ("labels",),
                  overlay_alpha: float = 0.5) -> SegmentationResult:
         """Segment one H×W×C uint8 frame (C = 1 for mono8, 3 or 4 otherwise)."""
-        if encoding not in DIRECT:
-            raise UnsupportedEncoding(f"unsupported encoding {encoding!r}; supported: {', '.join(DIRECT)}")
-        image = np.asarray(image)
-        if image.ndim == 2:
-            image = image[..., None]
-        channels = DIRECT[encoding].channels
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != channels or 0 in image.shape:
-            raise ValueError(f"{encoding} frame must be a non-empty H×W×{channels} uint8 array, "
-                             f"got {image.shape} {image.dtype}")
+        image = checked_frame(image, encoding)
         unknown = set(outputs) - set(OUTPUTS)
         if unknown:
             raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
@@ -259,6 +272,21 @@ class Segmenter:
         return SegmentationResult(labels=host["labels"], network_hw=tuple(self.net_hw), output_hw=tuple(self.out_hw),
                                   reallocated=reallocated, color=host.get("color"), overlay=host.get("overlay"),
                                   confidence=host.get("confidence"), timings_ms=timings)
+
+    @torch.no_grad()
+    def network_input(self, image: np.ndarray, encoding: str = "rgb8") -> torch.Tensor:
+        """The normalised 1×3×h×w float tensor this frame becomes at the network's input (a copy, on the
+        CPU): what INT8 calibration feeds the network."""
+        image = checked_frame(image, encoding)
+        key = (image.shape[0], image.shape[1], encoding, ("labels",))
+        with device_context(self.device, self.stream):
+            if key != self._key:
+                self._allocate(image.shape[0], image.shape[1], encoding, ("labels",))
+                self._key = key
+            np.copyto(self.host_in.numpy(), image)
+            if self.device.type == "cuda":
+                self.dev_in.copy_(self.host_in)
+            return self._preprocess().float().cpu().clone()
 
     def _run_cpu(self, image: np.ndarray) -> dict[str, float]:
         t0 = time.perf_counter()
@@ -319,7 +347,8 @@ class Segmenter:
 
     def describe(self) -> dict:
         """Facts for diagnostics and logs."""
-        return {"model": self.loaded.name, "backend": self.backend_name, "device": str(self.device),
+        return {"model": self.loaded.name, "backend": self.backend_name, "backend_requested": self.backend_requested,
+                "backend_reason": self.backend_reason, "device": str(self.device),
                 "precision": self.precision, "input_size": "x".join(map(str, self.input_size)),
                 "weights": self.loaded.weights_note, "classes": self.dataset.num_classes,
                 "folded_bn": self.folded_bn, "cuda_graphs": self.cuda_graphs}

@@ -1,8 +1,10 @@
 """``rtseg-export``: export a network to ONNX (optionally with argmax baked in) and check its parity,
-build a TensorRT engine ahead of time, or write a checkpoint without its training state."""
+build a TensorRT engine ahead of time, calibrate the INT8 model ``precision:=int8`` runs, or write a
+checkpoint without its training state."""
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import torch
@@ -11,7 +13,9 @@ from torch import nn
 from rtseg_ros.common import parse_size
 from rtseg_ros.models.checkpoint import inference_checkpoint, load_checkpoint, save_checkpoint
 from rtseg_ros.models.pretrained import file_sha256
-from rtseg_ros.runtime.choices import PRECISIONS
+from rtseg_ros.data.labels import DATASETS
+from rtseg_ros.runtime.backends.int8 import CALIBRATION_METHODS, DEFAULT_CALIBRATION_FRAMES
+from rtseg_ros.runtime.choices import INSTALL_HINTS, PRECISIONS
 from rtseg_ros.runtime.export import DEFAULT_OPSET, export_onnx, onnx_parity
 from rtseg_ros.runtime.weights import load_model
 
@@ -38,8 +42,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--argmax", action="store_true", help="bake upsampling + argmax in: output uint8 labels")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--build-engine", action="store_true", help="also build (and cache) the TensorRT engine")
-    parser.add_argument("--precision", default="fp16", choices=PRECISIONS, help="TensorRT precision")
-    parser.add_argument("--engine-cache-dir", help="where engines are cached (default ~/.cache/rtseg_ros/engines)")
+    parser.add_argument("--precision", default="fp16", choices=[p for p in PRECISIONS if p != "int8"],
+                        help="TensorRT precision")
+    parser.add_argument("--engine-cache-dir", help="where ONNX exports, INT8 models and engines are cached "
+                                                   "(default ~/.cache/rtseg_ros, or $RTSEG_CACHE)")
+    parser.add_argument("--int8", action="store_true",
+                        help="calibrate the INT8 model precision:=int8 runs (OpenVINO or ONNX Runtime) on frames "
+                             "from --calib-root, and store it in the engine cache (and at --out if given)")
+    parser.add_argument("--calib-root", type=Path, help="--int8: a dataset folder the readers accept")
+    parser.add_argument("--calib-dataset", choices=DATASETS,
+                        help="--int8: layout of --calib-root (default: the weights' dataset)")
+    parser.add_argument("--calib-split", default="train", help="--int8: split to take frames from (default train)")
+    parser.add_argument("--calib-frames", type=int, default=DEFAULT_CALIBRATION_FRAMES,
+                        help=f"--int8: frames, spread evenly over the split (default {DEFAULT_CALIBRATION_FRAMES})")
+    parser.add_argument("--calib-method", default="minmax", choices=CALIBRATION_METHODS,
+                        help="--int8: how activation ranges are set (default minmax)")
     parser.add_argument("--inference-checkpoint", type=Path, metavar="OUT",
                         help="instead of ONNX: write the rtseg-train checkpoint --weights without its optimizer and "
                              "RNG state (what the package ships in rtseg_ros/models/weights)")
@@ -54,6 +71,10 @@ def main(argv: list[str] | None = None) -> None:
         save_checkpoint(checkpoint, args.inference_checkpoint)
         print(f"wrote {args.inference_checkpoint} ({checkpoint['model']}, {checkpoint['num_classes']} classes, "
               f"iteration {checkpoint.get('iteration')}); sha256 {file_sha256(args.inference_checkpoint)}")
+        return
+
+    if args.int8:
+        export_int8(parser, args)
         return
 
     try:
@@ -87,6 +108,32 @@ def main(argv: list[str] | None = None) -> None:
 
         segmenter(np.zeros((*size, 3), np.uint8), "rgb8")  # builds or validates the cached engine
         print(f"TensorRT engine ready in {segmenter._runner.cache_dir}")
+
+
+def export_int8(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Calibrate with the Segmenter's own preprocessing at the network input size the node will use."""
+    from rtseg_ros.data.datasets import DatasetLayoutError, open_dataset
+    from rtseg_ros.runtime.backends.int8 import make_int8
+    from rtseg_ros.runtime.segmenter import Segmenter
+
+    if args.calib_root is None:
+        parser.error("--int8 needs --calib-root (a dataset folder to calibrate on)")
+    try:
+        import onnxruntime  # noqa: F401  (the quantizer)
+    except ImportError:
+        parser.exit(2, f"rtseg-export: --int8 needs ONNX Runtime's quantizer: {INSTALL_HINTS['onnxruntime']}\n")
+    try:
+        segmenter = Segmenter(args.model, args.weights, backend="torch", input_size=args.input_size,
+                              num_classes=args.num_classes)
+        dataset = open_dataset(args.calib_dataset or segmenter.dataset.name, args.calib_root, args.calib_split)
+    except (ValueError, KeyError, FileNotFoundError, DatasetLayoutError) as exc:
+        parser.exit(2, f"rtseg-export: {exc}\n")
+    path = make_int8(segmenter, dataset, args.calib_frames, args.calib_method, args.engine_cache_dir)
+    print(f"wrote {path} ({segmenter.loaded.name}, INT8, calibrated on {min(args.calib_frames, len(dataset))} "
+          f"frames of {args.calib_root} {args.calib_split}); run it with precision:=int8")
+    if args.out:
+        shutil.copyfile(path, args.out)
+        print(f"copied to {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""OpenVINO: the package's ONNX export (or its INT8 model) compiled for one input shape on an OpenVINO
+device (the CPU, or an Intel GPU OpenVINO sees), cached like the TensorRT engines.
+
+The compiled model is exported to ``<cache>/…-<precision>-<digest>.ov`` with a JSON sidecar of its key
+(model, classes, weights, input shape, precision, OpenVINO version, device name), and imported instead of
+compiled again while the whole key matches.
+
+Precision is OpenVINO's inference precision hint: on a CPU with AMX or AVX-512 BF16, OpenVINO would run
+"fp32" models in bf16 by default; here fp32 means f32, and bf16/fp16 are asked for by name.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rtseg_ros.fileio import write_bytes_atomic
+from rtseg_ros.runtime.backends.cache import (DEFAULT_CACHE, cached_engine_matches, cached_onnx, engine_cache_key,
+                                              engine_paths)
+from rtseg_ros.runtime.choices import missing_engine
+
+log = logging.getLogger(__name__)
+# precision → (the ONNX file compiled, OpenVINO's INFERENCE_PRECISION_HINT)
+OPENVINO_PRECISIONS = {"fp32": ("fp32", "f32"), "bf16": ("fp32", "bf16"), "fp16": ("fp32", "f16"),
+                       "int8": ("int8", "f32")}
+
+
+def compile_config(precision: str, threads: int, supported: set[str]) -> dict:
+    """One frame at a time, as fast as possible, on ``threads`` threads (0: OpenVINO's default), and
+    degrading gently when another process takes the cores: threads not pinned (a pinned thread whose core a
+    neighbour holds waits for that core instead of moving) and TBB's auto partitioner (work re-balanced
+    between threads instead of each waiting for its fixed share); README, "CPU engines", loaded figures.
+    ``supported``: the device's SUPPORTED_PROPERTIES (older OpenVINO and the GPU plugin lack some)."""
+    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
+              "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision][1]}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = str(threads)
+    for name, value in (("ENABLE_CPU_PINNING", "NO"), ("TBB_PARTITIONER", "AUTO")):
+        if name in supported:
+            config[name] = value
+    return config
+
+
+def openvino_device_name(core, device: str) -> str:
+    """The full name of OpenVINO ``device`` ("CPU", "GPU", "GPU.1"), refused in one line if OpenVINO does
+    not see it."""
+    if device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
+        raise RuntimeError(f"OpenVINO sees no device {device!r} here (it sees {', '.join(core.available_devices)}): "
+                           "set openvino_device:=CPU")
+    return core.get_property(device, "FULL_DEVICE_NAME")
+
+
+class OpenVinoRunner:
+    """One compiled model and infer request per network input shape; the output is a view of OpenVINO's
+    buffer, valid until the next call (the Segmenter consumes it before)."""
+
+    def __init__(self, network: nn.Module, device: torch.device, loaded, precision: str = "fp32",
+                 stream=None, cache_dir=None, threads: int = 0, openvino_device: str = "CPU"):
+        try:
+            import openvino
+        except ImportError:
+            raise RuntimeError(missing_engine("openvino")) from None
+        if device.type != "cpu":
+            raise ValueError("backend 'openvino' runs with device:=cpu (its own device is openvino_device, "
+                             "e.g. GPU for an Intel GPU)")
+        if precision not in OPENVINO_PRECISIONS:
+            raise ValueError(f"backend 'openvino' runs {', '.join(OPENVINO_PRECISIONS)}, not {precision}")
+        self.ov, self.core = openvino, openvino.Core()
+        self.loaded, self.precision, self.openvino_device = loaded, precision, openvino_device
+        self.device_name = openvino_device_name(self.core, openvino_device)
+        self.config = compile_config(precision, threads,
+                                     set(self.core.get_property(openvino_device, "SUPPORTED_PROPERTIES")))
+        self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE / "engines"
+        self.onnx_path = cached_onnx(network, loaded, cache_dir, loaded.input_size, OPENVINO_PRECISIONS[precision][0])
+        self._requests: dict[tuple, object] = {}
+
+    def compiled_for(self, input_shape: tuple[int, ...]):
+        key = engine_cache_key(self.loaded.name, self.loaded.dataset.num_classes, self.loaded.weights_digest,
+                               input_shape, self.precision, "openvino", self.ov.__version__, self.device_name,
+                               self.config)
+        blob, sidecar = engine_paths(self.cache_dir, key, ".ov")
+        if cached_engine_matches(blob, sidecar, key):
+            try:
+                return self.core.import_model(blob.read_bytes(), self.openvino_device, self.config)
+            except RuntimeError as exc:
+                log.warning("cached OpenVINO model %s failed to import (%s); compiling again", blob, exc)
+        model = self.core.read_model(str(self.onnx_path))
+        model.reshape({"image": list(input_shape)})
+        compiled = self.core.compile_model(model, self.openvino_device, self.config)
+        write_bytes_atomic(blob, compiled.export_model().getvalue())
+        write_bytes_atomic(sidecar, json.dumps(key, sort_keys=True).encode())
+        return compiled
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        shape = tuple(x.shape)
+        request = self._requests.get(shape)
+        if request is None:
+            request = self._requests[shape] = self.compiled_for(shape).create_infer_request()
+        request.infer({0: x.float().contiguous().numpy()}, share_inputs=True, share_outputs=True)
+        return torch.from_numpy(request.get_output_tensor(0).data)
