@@ -46,7 +46,8 @@ setup(
     extras_require={
         "ros": ROS_WHEELS,
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
-        "test": ["pytest", "catkin_pkg", "colcon-common-extensions", "onnx", "onnxruntime", "onnxscript"],
+        "openvino": ["openvino", "onnx"],
+        "test": ["pytest", "catkin_pkg", "colcon-common-extensions", "onnx", "onnxruntime", "onnxscript", "openvino"],
     },
     zip_safe=True,
     maintainer="rtseg_ros maintainers",

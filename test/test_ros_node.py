@@ -26,6 +26,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from rtseg_ros.ros import params  # noqa: E402
+from rtseg_ros.runtime.backends import resolve_backend  # noqa: E402
 from rtseg_ros.ros.conversions import array_of  # noqa: E402
 from rtseg_ros.ros.diagnostics import (ERROR, OK, WARN, FrameStats, Limits, ThrottledLog,  # noqa: E402
                                        segmentation_status)
@@ -111,7 +112,9 @@ def test_frame_stats_window_and_levels():
 
 
 def test_segmentation_status_levels_facts_and_name():
-    facts = {"model": "farsee", "backend": "torch", "device": "cpu", "precision": "fp32", "weights": "w.pt"}
+    facts = {"model": "farsee", "backend": "openvino", "backend_requested": "auto",
+             "backend_reason": "auto on cpu: first importable of openvino, onnxruntime, torch", "device": "cpu",
+             "precision": "fp32", "weights": "w.pt"}
     config = {**params.DEFAULTS, "input_qos": "sensor_data"}
     live = {p.name: config[p.name] for p in params.PARAMETERS if p.live}
 
@@ -129,6 +132,8 @@ def test_segmentation_status_levels_facts_and_name():
     assert ok.name == "/robot1/segment_node: segmentation" and ok.hardware_id == "cpu"
     assert ok.level == bytes([OK]) and values["network_input"] == "64x96" and values["image"] == "none yet"
     assert values["random_weights"] == "false" and values["input_qos"] == "sensor_data"
+    assert values["backend"] == "openvino" and values["backend_choice"] == \
+        "auto: auto on cpu: first importable of openvino, onnxruntime, torch"
     assert status(random_weights=True).level == bytes([WARN])
     assert status(received=0).level == bytes([WARN]) and "no frames received yet" in status(received=0).message
     disabled = status(received=0, enabled=False)
@@ -334,8 +339,10 @@ def test_diagnostics_report_rates_latency_stages_and_facts(ros, seg_a):
                 "frames_received", "frames_published", "frames_replaced", "errors", "model", "backend", "device",
                 "precision", "weights", "network_input", "image"):
         assert key in values, key
+    # backend:=auto is the default: the first importable CPU engine, and the status says why
     assert (values["model"], values["backend"], values["device"], values["precision"]) == \
-        ("farsee", "torch", "cpu", "fp32")
+        ("farsee", resolve_backend("auto", "cpu")[0], "cpu", "fp32")
+    assert values["backend_choice"].startswith("auto: auto on cpu: first importable of")
     assert values["image"] == f"{W}x{H} rgb8" and values["network_input"] == "64x96"
     # random weights are said loudly
     assert status.level == DiagnosticStatus.WARN and "RANDOM WEIGHTS" in status.message
