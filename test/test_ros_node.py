@@ -646,6 +646,9 @@ def test_incompatible_qos_is_reported_with_the_fix(ros):
     ({"weights": "/nonexistent/best.pt"}, "weights file not found"),
     ({"precision": "fp64"}, "precision must be one of"),
     ({"input_width": 128, "input_height": 0}, "input_width and input_height"),
+    ({"backend": "torch", "precision": "int8"}, "precision int8 runs on backend openvino or onnxruntime"),
+    ({"backend": "onnxruntime", "precision": "int8", "engine_cache_dir": "/nonexistent/cache"},
+     "rtseg-export --weights <the same weights> --int8"),
 ])
 def test_start_up_errors_are_one_clear_message(ros, overrides, message):
     with pytest.raises(StartupError) as info:

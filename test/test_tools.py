@@ -1,5 +1,7 @@
 """Command-line tools: rtseg-export, rtseg-models, rtseg-bench."""
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -10,6 +12,7 @@ from rtseg_ros.models import available_models, build_model
 from rtseg_ros.models.complexity import count_params
 from rtseg_ros.bench import cli as bench_cli
 from rtseg_ros.bench.models import bench_models, models_table as speed_table
+from rtseg_ros.runtime.backends import importable, resolve_backend
 from rtseg_ros.tools import export, models_table
 
 
@@ -75,6 +78,41 @@ def test_model_speed_rows_carry_the_eager_baseline_and_paper_figures():
     assert row["speedup"] == pytest.approx(row["fps"] / row["eager_fp32_fps"])
     assert row["paper_fps"] == 108.8 and row["paper_resolution"] == [1024, 2048]
     assert "| ddrnet23_slim | 64×128 | fp32 | off |" in speed_table([row])
+
+
+def neighbour_pids() -> set[int]:
+    pids = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"while True: pass" in cmdline.read_bytes():
+                pids.add(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="counts the neighbour processes in /proc")
+def test_cpu_engines_side_by_side_beside_their_idle_baseline(tmp_path, capsys):
+    from rtseg_ros.bench.engines import neighbour_process
+
+    with neighbour_process("busy"):
+        assert len(neighbour_pids()) == os.cpu_count()  # every core kept busy while measuring
+    assert not neighbour_pids()
+    out = tmp_path / "engines.json"
+    bench_cli.main(["--models", "sgcpnet", "--device", "cpu", "--size", "64x128", "--neighbour", "busy",
+                    "--engines", "eager", "torch", "torch_nchw", "onnxruntime", "openvino", "int8", "--seconds", "0.01",
+                    "--json", str(out)])
+    idle, loaded = json.loads(out.read_text())
+    assert (idle["neighbour"], loaded["neighbour"]) == ("none", "busy")  # the idle baseline, always first
+    expected = {"eager", "torch", "torch_nchw"} | {e for e in ("onnxruntime", "openvino") if importable(e)}
+    if importable("onnxruntime"):
+        expected.add("int8")
+    assert set(idle["ms"]) == expected and all(ms > 0 for ms in idle["ms"].values())
+    assert idle["auto"] == resolve_backend("auto", "cpu")[0] and idle["auto_ms"] == idle["ms"][idle["auto"]]
+    assert idle["fastest_fp32"] == min(("torch", "onnxruntime", "openvino"), key=lambda e: idle["ms"].get(e, 1e9))
+    printed = capsys.readouterr().out
+    assert "| sgcpnet | 64×128 | none |" in printed and "| sgcpnet | 64×128 | busy |" in printed
+    assert "(× idle)" in printed
 
 
 def test_gpu_check_reports_skipped_parts_and_checks_targets(tmp_path):

@@ -47,9 +47,10 @@ def test_profile_applies_unless_disabled_or_the_user_has_their_own():
     assert os.environ.get(PROFILE_ENV) != str(PROFILE)
 
 
-def probe(role, count, env):
-    return subprocess.Popen([sys.executable, str(ROOT / "test" / "transport_probe.py"), role, str(count), "1024",
-                             "2048"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def probe(role, count, env, *extra):
+    return subprocess.Popen([sys.executable, "-m", "rtseg_ros.bench.transport_probe", role, "--size", "1024x2048",
+                             "--count", str(count), "--qos", "best_effort", "--topic", f"probe_{os.getpid()}", *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_2048x1024_frames_cross_two_processes_best_effort_with_the_profile():
@@ -66,4 +67,29 @@ def test_2048x1024_frames_cross_two_processes_best_effort_with_the_profile():
     for stderr in (pub_err, sub_err):
         assert "XMLPARSER" not in stderr and "Error" not in stderr, stderr  # Fast DDS accepted the profile
     assert publisher.returncode == subscriber.returncode == 0, pub_err + sub_err
-    assert json.loads(out) == {"received": count, "full": count}
+    result = json.loads(out)
+    assert (result["received"], result["full"], result["distinct"]) == (count, count, count)
+    assert result["p50_ms"] > 0  # receipt after the publisher's stamp, on one clock
+
+
+def test_a_raw_subscription_reads_stamp_and_frame_id_from_the_serialized_image():
+    pytest.importorskip("rclpy", reason="ROS 2 wheels not installed")
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+
+    from rtseg_ros.bench.transport_probe import raw_stamp_ns_and_frame_id
+
+    msg = Image(height=2, width=3, encoding="rgb8", step=9, data=bytes(18))
+    msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id = 1_700_000_000, 123_456_789, "41"
+    assert raw_stamp_ns_and_frame_id(serialize_message(msg)) == (1_700_000_000_123_456_789, "41")
+
+
+def test_transport_bench_measures_one_configuration_and_tabulates_it():
+    pytest.importorskip("rclpy", reason="ROS 2 wheels not installed")
+    from rtseg_ros.bench.transport import bench_transport, transport_table
+
+    (row,) = bench_transport(sizes=[(48, 64)], count=3, qos=("reliable",), configs=(("profile", "raw"),))
+    assert (row["sent"], row["received"], row["full"], row["settings"], row["subscription"]) == \
+        (3, 3, 3, "profile", "raw")
+    assert row["rate_hz"] == 10.0 and row["p95_ms"] >= row["p50_ms"] > 0
+    assert transport_table([row]).splitlines()[2].startswith("| 64×48 rgb8 | 10 Hz | profile | raw | 3/3, ")

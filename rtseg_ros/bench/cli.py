@@ -11,6 +11,9 @@
               This process and the node run with the package's Fast DDS transport profile
               (config/fastdds_large_frames.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is set or
               --no-transport-profile is given
+  --transport bare image transport between two processes (publisher → subscriber, no node): 640×480 and
+              1280×720 at 30 Hz, 2048×1024 at 10 Hz; best effort and reliable; Fast DDS defaults vs the
+              shipped profile; the subscription converting to a Python Image vs taking serialized bytes
   --gpu-check all of the GPU figures in one run of at most 9 minutes (scripts/gpu_check.sh installs
               TensorRT first); --quick rehearses it on a CPU with small sizes
 Prints a Markdown table and writes JSON (``--json``).
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from rtseg_ros.bench.engines import ENGINES, NEIGHBOURS, bench_engines, engines_table, load_table
+from rtseg_ros.bench.engines import ENGINES, EXTRA_ENGINES, NEIGHBOURS, bench_engines, engines_table, load_table
 from rtseg_ros.bench.models import bench_models, models_table
 from rtseg_ros.bench.pipeline import bench_pipeline, pipeline_table
 from rtseg_ros.common import parse_size
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--pipeline", action="store_true", help="Segmenter vs naive loop on the same frames")
     mode.add_argument("--models", nargs="*", metavar="MODEL", help="forward speed per model (none named: all)")
     mode.add_argument("--node", action="store_true", help="the ROS node vs bare transport and the Segmenter")
+    mode.add_argument("--transport", action="store_true", help="bare transport between two processes")
     mode.add_argument("--gpu-check", action="store_true",
                       help="the one GPU check: CUDA tests, --models, --pipeline, allocations, fp16 agreement, "
                            "TensorRT; writes gpu_check.json and gpu_check.md into --out")
@@ -50,15 +54,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=parse_size, nargs="+",
                         help="frame size(s) H x W (default: 1024x2048; --node: 480x640 720x1280 1024x2048)")
     parser.add_argument("--input-size", type=parse_size, help="network input H x W (default: the model's)")
-    parser.add_argument("--frames", type=int, default=20, help="timed frames per configuration (default 20)")
+    parser.add_argument("--frames", type=int,
+                        help="timed frames per configuration (default 20; --transport: 100 sent per run)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS)
     parser.add_argument("--graphs", nargs="+", default=["off"], choices=("on", "off"), help="CUDA graphs (--models)")
-    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES,
-                        help="--models on the CPU: engines to compare (default: all)")
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES + EXTRA_ENGINES,
+                        help=f"--models on the CPU: engines to compare (default: {' '.join(ENGINES)})")
     parser.add_argument("--neighbour", nargs="+", default=["none"], choices=tuple(NEIGHBOURS),
                         help="--models on the CPU: also measure beside a process keeping the cores busy: torch "
                              "(a matrix loop on all cores, like another network) or busy (Python loops)")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="--models: timed seconds per configuration, at least 5 calls on the CPU (default 3)")
     parser.add_argument("--threads", type=int, help="CPU threads of every engine (default: torch's, one per core)")
     parser.add_argument("--rates", type=float, nargs="+", default=[10.0], help="input rates in Hz (--node, default 10)")
     parser.add_argument("--peak", action="store_true",
@@ -77,20 +84,25 @@ def main(argv: list[str] | None = None) -> None:
         report = run_gpu_check(args.out, quick=args.quick, budget_s=args.budget)
         print((args.out / "gpu_check.md").read_text())
         rows = [report]
+    elif args.transport:
+        from rtseg_ros.bench.transport import SIZES, bench_transport, transport_table
+
+        rows = bench_transport(args.size or SIZES, args.frames or 100)
+        print(transport_table(rows))
     elif args.pipeline:
-        rows = [bench_pipeline(args.model, size, args.frames, args.device, p, args.input_size)
+        rows = [bench_pipeline(args.model, size, args.frames or 20, args.device, p, args.input_size)
                 for size in sizes for p in args.precision]
         print(pipeline_table(rows))
     elif args.models is not None and args.device == "cpu":
         if args.threads:
             torch.set_num_threads(args.threads)
-        rows = bench_engines(args.models or available_models(), sizes, args.engines, args.neighbour)
+        rows = bench_engines(args.models or available_models(), sizes, args.engines, args.neighbour, args.seconds)
         print(engines_table(rows, args.engines))
         if any(n != "none" for n in args.neighbour):
             print("\n" + load_table(rows, args.engines))
     elif args.models is not None:
         rows = bench_models(args.models or available_models(), sizes, args.device, args.precision,
-                            [g == "on" for g in args.graphs])
+                            [g == "on" for g in args.graphs], args.seconds)
         print(models_table(rows))
     else:
         from rtseg_ros.bench.node import SIZES, bench_node, markdown_table, peak_rate, peak_table
@@ -103,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             print(peak_table(rows))
         else:
             rows = [row for rate in args.rates
-                    for row in bench_node(args.size or SIZES, rate_hz=rate, frames=args.frames, node_params=params)]
+                    for row in bench_node(args.size or SIZES, rate_hz=rate, frames=args.frames or 20, node_params=params)]
             print(markdown_table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

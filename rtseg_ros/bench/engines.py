@@ -4,7 +4,8 @@ Network forward only (logits at the output stride, the part the engines differ i
 median of timed calls after warm-up, all engines on the same number of threads:
 
 - ``eager``: the network as built (fp32, NCHW, BN unfolded), the baseline;
-- ``torch``: the package's torch path (BN folded, channels_last);
+- ``torch``: the package's torch path (BN folded, channels_last); ``torch_nchw`` / ``torch_nhwc`` (asked
+  for by name): the same in NCHW or channels_last, how the torch path's memory format was chosen (README);
 - ``onnxruntime``, ``openvino``: the package's ONNX export in the Segmenter's runners (fp32);
 - ``int8``: the INT8 model (QDQ, ONNX Runtime's quantizer) in the engine ``backend:=auto`` picks for int8.
   Calibrated here on random inputs, which gives the speed (the same operators) but not the accuracy: see
@@ -33,6 +34,7 @@ from rtseg_ros.runtime.backends.int8 import quantize
 from rtseg_ros.runtime.segmenter import Segmenter
 
 ENGINES = ("eager", "torch", "onnxruntime", "openvino", "int8")
+EXTRA_ENGINES = ("torch_nchw", "torch_nhwc")  # asked for by name (--engines)
 FP32_ENGINES = ("torch", "onnxruntime", "openvino")
 NEIGHBOURS = {
     "none": None,
@@ -94,6 +96,9 @@ def engine_runner(name: str, engine: str, size: tuple[int, int], cache_dir: str)
         torch.manual_seed(1)
         seg = Segmenter(name, backend=backend, precision="int8", input_size=size, keep_aspect=False,
                         engine_cache_dir=cache_dir)
+    elif engine in EXTRA_ENGINES:
+        seg = Segmenter(name, backend="torch", input_size=size, keep_aspect=False,
+                        channels_last=engine == "torch_nhwc")
     else:
         if not importable(engine):
             return None
@@ -104,7 +109,9 @@ def engine_runner(name: str, engine: str, size: tuple[int, int], cache_dir: str)
 def bench_engines(models: list[str], sizes: list[tuple[int, int]], engines=ENGINES, neighbours=("none",),
                   seconds: float = 3.0) -> list[dict]:
     """One row per model, size and neighbour: each engine's median ms, the fastest fp32 engine and what
-    ``backend:=auto`` runs (``auto_ms``)."""
+    ``backend:=auto`` runs (``auto_ms``). The idle row ("none") is always measured, first: the baseline
+    of the loaded ones."""
+    neighbours = ["none", *(kind for kind in neighbours if kind != "none")]
     auto, _ = resolve_backend("auto", "cpu")
     rows = []
     with tempfile.TemporaryDirectory() as cache_dir:
@@ -124,7 +131,7 @@ def bench_engines(models: list[str], sizes: list[tuple[int, int]], engines=ENGIN
 
 def engines_table(rows: list[dict], engines=ENGINES) -> str:
     """Markdown: one row per model/size/neighbour, the engines' median ms, auto against the fastest fp32."""
-    present = [e for e in engines if any(e in r["ms"] for r in rows)]
+    present = [e for e in (*ENGINES, *EXTRA_ENGINES) if e in engines and any(e in r["ms"] for r in rows)]
     lines = ["| model | input | neighbour | " + " | ".join(f"{e} ms" for e in present)
              + " | fastest fp32 | auto | auto ÷ fastest fp32 | int8 speed-up over fastest fp32 |",
              "|---|---|---|" + "---:|" * len(present) + "---|---|---:|---:|"]
@@ -142,7 +149,7 @@ def engines_table(rows: list[dict], engines=ENGINES) -> str:
 def load_table(rows: list[dict], engines=ENGINES) -> str:
     """Markdown: how much each engine's latency rises with a neighbour, against the idle row of the same run."""
     idle = {(r["model"], tuple(r["size"])): r for r in rows if r["neighbour"] == "none"}
-    present = [e for e in engines if any(e in r["ms"] for r in rows)]
+    present = [e for e in (*ENGINES, *EXTRA_ENGINES) if e in engines and any(e in r["ms"] for r in rows)]
     lines = ["| model | input | neighbour | " + " | ".join(f"{e} (× idle)" for e in present) + " |",
              "|---|---|---|" + "---:|" * len(present)]
     for r in rows:

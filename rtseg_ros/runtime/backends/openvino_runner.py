@@ -2,8 +2,9 @@
 device (the CPU, or an Intel GPU OpenVINO sees), cached like the TensorRT engines.
 
 The compiled model is exported to ``<cache>/…-<precision>-<digest>.ov`` with a JSON sidecar of its key
-(model, classes, weights, input shape, precision, OpenVINO version, device name), and imported instead of
-compiled again while the whole key matches.
+(model, classes, weights, input shape, precision, OpenVINO version, device name, and the compile settings,
+which the file keeps), and imported instead of compiled again while the whole key matches. Importing takes
+the settings again: without them OpenVINO would apply its defaults (bf16 on such CPUs).
 
 Precision is OpenVINO's inference precision hint: on a CPU with AMX or AVX-512 BF16, OpenVINO would run
 "fp32" models in bf16 by default; here fp32 means f32, and bf16/fp16 are asked for by name.
