@@ -229,6 +229,11 @@ class Segmenter:
 
     def _postprocess(self, logits: torch.Tensor) -> None:
         outputs = self.dev_out
+        if self.device.type == "cpu":
+            # Channels last on the CPU, as the torch path's network already returns them: the upsampled
+            # logits' argmax over channels then reads contiguous memory. For the NCHW logits of ONNX
+            # Runtime and OpenVINO this took SGCPNet's postprocessing at 360x480 from 37 to ~6 ms here.
+            logits = logits.contiguous(memory_format=torch.channels_last)
         if self.upsample == "logits" or "confidence" in outputs:
             logits = F.interpolate(logits, size=self.out_hw, mode="bilinear", align_corners=self._align_corners)
             labels = logits.argmax(1)[0]
