@@ -211,3 +211,35 @@ def test_int8_keeps_camvid_accuracy_with_the_shipped_weights(tmp_path):
         equal.append(float((labels["fp32"] == labels["int8"]).float().mean()))
     assert scores["fp32"].miou() - scores["int8"].miou() <= 0.010
     assert np.mean(equal) >= 0.98
+
+
+def current_altstack_is_mapped() -> bool:
+    import ctypes
+
+    class Stack(ctypes.Structure):
+        _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
+
+    stack = Stack()
+    assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack)) == 0
+    if not stack.sp or stack.flags & 2:  # SS_DISABLE: no alternate stack, nothing to point nowhere
+        return True
+    maps = (line.split()[0].split("-") for line in Path("/proc/self/maps").read_text().splitlines())
+    return any(int(start, 16) <= stack.sp < int(end, 16) for start, end in maps)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads this process's memory map")
+def test_openvino_runners_released_in_any_order_leave_a_valid_signal_stack(tmp_path):
+    """Two OpenVINO Cores released in the order they were made left this thread's alternate signal stack
+    in freed memory, and the next signal (a child exiting) killed the test suite with SIGSEGV."""
+    pytest.importorskip("openvino")
+    import gc
+
+    first = seeded(backend="openvino", engine_cache_dir=str(tmp_path))
+    first(frame())
+    second = seeded(backend="openvino", engine_cache_dir=str(tmp_path))
+    second(frame(h=160, w=96))
+    del first
+    gc.collect()
+    del second
+    gc.collect()
+    assert current_altstack_is_mapped()

@@ -11,6 +11,7 @@ Precision is OpenVINO's inference precision hint: on a CPU with AMX or AVX-512 B
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -45,6 +46,18 @@ def compile_config(precision: str, threads: int, supported: set[str]) -> dict:
     return config
 
 
+@functools.cache
+def openvino_core():
+    """The process's one OpenVINO Core, never released. OpenVINO 2026.4's CPU plugin gives the thread
+    that loads a model an alternate signal stack inside the Core; with two Cores released in the order they
+    were made, the thread is left pointing at freed memory, and the next signal it handles (SIGINT, a child
+    process exiting) kills the process with SIGSEGV (seen here in the test suite; reproduced in
+    test_backends). One Core for everything keeps that stack valid, and saves loading plugins per runner."""
+    import openvino
+
+    return openvino.Core()
+
+
 def openvino_device_name(core, device: str) -> str:
     """The full name of OpenVINO ``device`` ("CPU", "GPU", "GPU.1"), refused in one line if OpenVINO does
     not see it."""
@@ -69,7 +82,7 @@ class OpenVinoRunner:
                              "e.g. GPU for an Intel GPU)")
         if precision not in OPENVINO_PRECISIONS:
             raise ValueError(f"backend 'openvino' runs {', '.join(OPENVINO_PRECISIONS)}, not {precision}")
-        self.ov, self.core = openvino, openvino.Core()
+        self.ov, self.core = openvino, openvino_core()
         self.loaded, self.precision, self.openvino_device = loaded, precision, openvino_device
         self.device_name = openvino_device_name(self.core, openvino_device)
         self.config = compile_config(precision, threads,
