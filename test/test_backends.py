@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rtseg_ros.runtime.backends import resolve_backend
+from rtseg_ros.runtime.backends import importable, resolve_backend
 from rtseg_ros.runtime.choices import AUTO_ORDER
 from rtseg_ros.runtime.segmenter import Segmenter, check_precision
 
@@ -42,7 +42,7 @@ def test_auto_picks_the_first_importable_engine_in_the_documented_order(monkeypa
     assert resolve_backend("auto", "cpu")[0] == "openvino"
     hide(monkeypatch, "openvino")
     backend, why = resolve_backend("auto", "cpu")
-    assert backend == ("onnxruntime" if "onnxruntime" in sys.modules or _importable("onnxruntime") else "torch")
+    assert backend == ("onnxruntime" if importable("onnxruntime") else "torch")
     assert "openvino not importable" in why
     hide(monkeypatch, "onnxruntime")
     assert resolve_backend("auto", "cpu") == ("torch", "auto on cpu: first importable of openvino, onnxruntime, "
@@ -51,14 +51,6 @@ def test_auto_picks_the_first_importable_engine_in_the_documented_order(monkeypa
     assert resolve_backend("auto", "cuda")[0] == "torch"
     monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
     assert resolve_backend("auto", "cuda")[0] == "tensorrt"
-
-
-def _importable(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
 
 
 def test_an_engine_needs_onnx_for_the_export(monkeypatch):
@@ -177,7 +169,7 @@ def test_rtseg_export_int8_on_a_synthetic_folder_runs_in_both_engines(tmp_path):
     rgb = frame()
     fp32 = Segmenter(MODEL, str(weights), input_size=NET)(rgb).labels
     for backend in ("openvino", "onnxruntime"):
-        if not _importable(backend):
+        if not importable(backend):
             continue
         seg = Segmenter(MODEL, str(weights), input_size=NET, backend=backend, precision="int8",
                         engine_cache_dir=str(tmp_path))

@@ -203,7 +203,11 @@ class Segmenter:
                            self.engine_cache_dir, self.cpu_threads, self.openvino_device)
 
     # -- buffers -------------------------------------------------------------------------------------
-    def _allocate(self, height: int, width: int, encoding: str, outputs: tuple[str, ...]) -> None:
+    def _ensure_buffers(self, height: int, width: int, encoding: str, outputs: tuple[str, ...]) -> bool:
+        """(Re)build the buffers unless they were built for this size, encoding and outputs; True if built."""
+        key = (height, width, encoding, outputs)
+        if key == self._key:
+            return False
         dev, pinned = self.device, self.device.type == "cuda"
         channels = DIRECT[encoding].channels
         self.net_hw = network_size((height, width), self.input_size, self.keep_aspect)
@@ -219,6 +223,8 @@ class Segmenter:
                          for name, t in self.dev_out.items()}
         self._graph = None
         self.reallocations += 1
+        self._key = key
+        return True
 
     # -- the device pipeline -------------------------------------------------------------------------
     def _preprocess(self) -> torch.Tensor:
@@ -265,12 +271,8 @@ class Segmenter:
         if unknown:
             raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
         outputs = tuple(name for name in OUTPUTS if name in outputs or name == "labels")
-        key = (image.shape[0], image.shape[1], encoding, outputs)
-        reallocated = key != self._key
         with device_context(self.device, self.stream):
-            if reallocated:
-                self._allocate(image.shape[0], image.shape[1], encoding, outputs)
-                self._key = key
+            reallocated = self._ensure_buffers(image.shape[0], image.shape[1], encoding, outputs)
             self._alpha.fill_(float(np.clip(overlay_alpha, 0.0, 1.0)))
             timings = self._run_cuda(image) if self.device.type == "cuda" else self._run_cpu(image)
         host = {name: tensor.numpy() for name, tensor in self.host_out.items()}
@@ -283,11 +285,8 @@ class Segmenter:
         """The normalised 1×3×h×w float tensor this frame becomes at the network's input (a copy, on the
         CPU): what INT8 calibration feeds the network."""
         image = checked_frame(image, encoding)
-        key = (image.shape[0], image.shape[1], encoding, ("labels",))
         with device_context(self.device, self.stream):
-            if key != self._key:
-                self._allocate(image.shape[0], image.shape[1], encoding, ("labels",))
-                self._key = key
+            self._ensure_buffers(image.shape[0], image.shape[1], encoding, ("labels",))
             np.copyto(self.host_in.numpy(), image)
             if self.device.type == "cuda":
                 self.dev_in.copy_(self.host_in)
