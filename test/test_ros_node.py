@@ -676,7 +676,10 @@ def script_env():
             "PYTHONUNBUFFERED": "1"}
 
 
-def test_console_script_segments_and_stops_cleanly(ros):
+@pytest.mark.parametrize("interrupts", [1, 2])
+def test_console_script_segments_and_stops_cleanly(ros, interrupts):
+    """Ctrl-C on `ros2 launch` reaches a node twice (the terminal signals the whole process group and launch
+    forwards its own SIGINT); the second one used to interrupt the shutdown with a traceback."""
     labels = ros.collect(Image, "/script_seg/labels")
     process = subprocess.Popen(
         console_script() + ["--ros-args", "-r", "__node:=script_seg", "-r", "image:=/script/image",
@@ -693,7 +696,9 @@ def test_console_script_segments_and_stops_cleanly(ros):
             pub.publish(msg)
             time.sleep(0.1)
         assert (stamp_of(labels[0]), labels[0].header.frame_id) == (stamp_of(msg), "script_cam")
-        process.send_signal(signal.SIGINT)
+        for _ in range(interrupts):
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.05)
         output = process.communicate(timeout=20)[0]
         assert process.returncode == 0, output
         assert "Traceback" not in output

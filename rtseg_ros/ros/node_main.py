@@ -3,6 +3,7 @@ rclpy, a start-up error as one ``[FATAL]`` line with exit status 1, and a clean 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 
@@ -10,6 +11,17 @@ import rclpy
 from rclpy.impl.implementation_singleton import rclpy_implementation
 
 from rtseg_ros.ros.params import Param, markdown_table
+
+
+def _interrupt_once(signum, frame) -> None:
+    """Raise KeyboardInterrupt for the first SIGINT only.
+
+    Ctrl-C on ``ros2 launch`` reaches a node twice: the terminal signals the whole process group, and launch
+    forwards its own SIGINT. A second KeyboardInterrupt would land in the shutdown (``destroy_node``, the
+    evaluator's report) and end the process with a traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def node_main(argv: list[str] | None, prog: str, summary: str, doc: str, usage: str, table: tuple[Param, ...],
@@ -29,6 +41,7 @@ def node_main(argv: list[str] | None, prog: str, summary: str, doc: str, usage: 
         reason = str(exc).split(". Error:")[0].removeprefix("Failed to parse ROS arguments: ")
         parser.exit(2, f"{prog}: error: invalid ROS arguments: {reason} (an empty string is -p name:=\"''\")\n")
     parser.parse_args(own_args)
+    signal.signal(signal.SIGINT, _interrupt_once)  # before rclpy.init, whose own handler calls this one after it
     rclpy.init(args=[prog, *argv])
     try:
         try:
