@@ -74,5 +74,5 @@ def test_the_shipped_model_segments_real_camvid_frames():
         frame = val[index]
         labels = segmenter(frame["image"], "rgb8").labels
         matrix.update(torch.from_numpy(labels.copy()), torch.from_numpy(frame["label"]))
-    assert matrix.miou() > 0.59  # measured: 61.7 % on these 21 frames (61.4 % on all 101, README)
-    assert matrix.pixel_accuracy() > 0.89  # measured: 92.0 %
+    assert matrix.miou() > 0.62  # measured: 64.1 % on these 21 frames (64.4 % on all 101, README)
+    assert matrix.pixel_accuracy() > 0.90  # measured: 92.4 %
