@@ -41,7 +41,9 @@ def node_main(argv: list[str] | None, prog: str, summary: str, doc: str, usage: 
         reason = str(exc).split(". Error:")[0].removeprefix("Failed to parse ROS arguments: ")
         parser.exit(2, f"{prog}: error: invalid ROS arguments: {reason} (an empty string is -p name:=\"''\")\n")
     parser.parse_args(own_args)
-    signal.signal(signal.SIGINT, _interrupt_once)  # before rclpy.init, whose own handler calls this one after it
+    # Before rclpy.init, whose handler calls it. Not restored: this is a console script's whole process, and a
+    # late SIGINT must not turn its exit into a traceback.
+    signal.signal(signal.SIGINT, _interrupt_once)
     rclpy.init(args=[prog, *argv])
     try:
         try:
