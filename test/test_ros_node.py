@@ -557,23 +557,34 @@ def test_latest_frame_wins_under_a_burst(ros):
     pub = ros.publisher(Image, "/burst/image", 50)
     wait_for(connected(node, "labels"), what="labels subscription")
     wait_for(lambda: pub.get_subscription_count(), what="input connection")
-    publish_until(pub, frame_msg(scene(), frame_id="warm-up"), labels)  # buffers allocated
+    publish_until(pub, frame_msg(scene(), frame_id="warm-up"), labels)  # buffers allocated, engine compiled
+    # The warm-up frame is published again until answered (a cold engine compiles on the first frame), so
+    # more than one warm-up may be answered: wait until the node is idle and count from there.
     totals = node.stats.totals
+    wait_for(lambda: totals["published"] + totals["replaced"] == totals["received"] and not node.latest.held,
+             timeout=20, what=f"the warm-up frames done: {totals}")
+    time.sleep(0.2)  # a warm-up frame still on the wire arrives now, before the count starts
+    wait_for(lambda: totals["published"] + totals["replaced"] == totals["received"] and not node.latest.held,
+             timeout=20, what=f"the warm-up frames done: {totals}")
     accounted_before = totals["received"] + totals["lost"]
+
+    def burst_labels():
+        return [m for m in labels if m.header.frame_id != "warm-up"]
+
     msgs = [frame_msg(scene(seed=i % 3), frame_id=str(i)) for i in range(50)]
     for msg in msgs:  # at ~400 Hz, about ten frames per inference
         msg.header.stamp.sec, msg.header.stamp.nanosec = now_stamp()
         pub.publish(msg)
         time.sleep(0.0025)
-    arrived_before_last_sent = len(labels)
+    arrived_before_last_sent = len(burst_labels())
     wait_for(lambda: labels[-1].header.frame_id == "49", timeout=20, what="the newest frame's labels")
-    done = [int(m.header.frame_id) for m in labels[1:]]
+    done = [int(m.header.frame_id) for m in burst_labels()]
     assert done == sorted(set(done)) and done[-1] == 49  # in order, none twice, the newest always
     assert len(done) < 25, f"the node worked through a queue of stale frames: {done}"
     # Bounded latency without timing it: once the last frame is sent, a queue would still have to work
     # through every frame before it; latest-frame-wins finishes at most the frame in progress (plus
     # one already on the wire) before the newest.
-    assert len(labels) - arrived_before_last_sent <= 3, done
+    assert len(done) - arrived_before_last_sent <= 3, done
     # the node counts a frame as published just after its last publish call
     wait_for(lambda: totals["published"] + totals["replaced"] == totals["received"], timeout=5,
              what=f"every frame published or replaced: {totals}")

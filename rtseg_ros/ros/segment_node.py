@@ -31,7 +31,6 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_policy_name_from_kind
-from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
@@ -220,8 +219,9 @@ class SegmentNode(Node):
             self.latest.clear()
 
     # -- input (executor thread) ---------------------------------------------------------------------
-    def _on_image(self, msg, info: MessageInfo) -> None:
-        # Two arguments: rclpy passes the message info, whose sequence numbers show frames lost on the way.
+    def _on_image(self, msg, info: dict) -> None:
+        # Two arguments: rclpy (Humble on) passes the message info, whose sequence numbers show frames lost on
+        # the way. A plain dict: rclpy.subscription.MessageInfo, its type, exists only from Kilted on.
         gid = info.get("publisher_gid") or {}
         lost = self._gaps.missing(bytes(gid.get("data", b"")), info.get("publication_sequence_number"))
         if lost:

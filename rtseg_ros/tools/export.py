@@ -1,10 +1,11 @@
 """``rtseg-export``: export a network to ONNX (optionally with argmax baked in) and check its parity,
-build a TensorRT engine ahead of time, calibrate the INT8 model ``precision:=int8`` runs, or write a
-checkpoint without its training state."""
+build a TensorRT engine ahead of time, calibrate the INT8 model ``precision:=int8`` runs, write a
+checkpoint without its training state, or show and empty the engine cache."""
 from __future__ import annotations
 
 import argparse
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from rtseg_ros.common import parse_size
 from rtseg_ros.models.checkpoint import inference_checkpoint, load_checkpoint, save_checkpoint
 from rtseg_ros.models.pretrained import file_sha256
 from rtseg_ros.data.labels import DATASETS
+from rtseg_ros.runtime.backends.cache import cache_cap_bytes, cache_entries, cache_root, clear_cache
 from rtseg_ros.runtime.backends.int8 import CALIBRATION_METHODS, DEFAULT_CALIBRATION_FRAMES
 from rtseg_ros.runtime.choices import INSTALL_HINTS, PRECISIONS
 from rtseg_ros.runtime.export import DEFAULT_OPSET, export_onnx, onnx_parity
@@ -45,7 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="fp16", choices=[p for p in PRECISIONS if p != "int8"],
                         help="TensorRT precision")
     parser.add_argument("--engine-cache-dir", help="where ONNX exports, INT8 models and engines are cached "
-                                                   "(default ~/.cache/rtseg_ros, or $RTSEG_CACHE)")
+                                                   "(default $RTSEG_CACHE, else ~/.cache/rtseg_ros)")
+    parser.add_argument("--cache-info", action="store_true",
+                        help="list the engine cache's entries, their sizes and its cap ($RTSEG_CACHE_MAX_MB), then exit")
+    parser.add_argument("--clear-cache", action="store_true", help="remove every entry of the engine cache, then exit")
     parser.add_argument("--int8", action="store_true",
                         help="calibrate the INT8 model precision:=int8 runs (OpenVINO or ONNX Runtime) on frames "
                              "from --calib-root, and store it in the engine cache (and at --out if given)")
@@ -61,6 +66,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="instead of ONNX: write the rtseg-train checkpoint --weights without its optimizer and "
                              "RNG state (what the package ships in rtseg_ros/models/weights)")
     args = parser.parse_args(argv)
+    if args.cache_info or args.clear_cache:
+        show_or_clear_cache(parser, Path(args.engine_cache_dir) if args.engine_cache_dir else cache_root(),
+                            args.clear_cache)
+        return
     if args.model is None and args.weights is None:
         parser.error("give --model, or --weights with an rtseg-train checkpoint")
     if args.inference_checkpoint:
@@ -107,7 +116,25 @@ def main(argv: list[str] | None = None) -> None:
         import numpy as np
 
         segmenter(np.zeros((*size, 3), np.uint8), "rgb8")  # builds or validates the cached engine
-        print(f"TensorRT engine ready in {segmenter._runner.cache_dir}")
+        print(f"TensorRT engine ready in {segmenter._runner.engines}")
+
+
+def show_or_clear_cache(parser: argparse.ArgumentParser, folder: Path, clear: bool) -> None:
+    try:
+        cap = cache_cap_bytes()
+    except ValueError as exc:
+        parser.exit(2, f"rtseg-export: {exc}\n")
+    if clear:
+        removed = clear_cache(folder)
+        print(f"removed {len(removed)} entries ({sum(e.size for e in removed) / 2**20:.1f} MB) from {folder}")
+        return
+    entries = cache_entries(folder)
+    for entry in reversed(entries):  # most recently used first
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.used))
+        print(f"{entry.size / 2**20:9.1f} MB  {used}  {entry.stem}{'  (kept: calibrated INT8)' * entry.calibrated}")
+    total = sum(e.size for e in entries)
+    print(f"{folder}: {len(entries)} entries, {total / 2**20:.1f} MB of {cap / 2**20:.0f} MB "
+          f"(RTSEG_CACHE_MAX_MB; least recently used entries are removed past it)")
 
 
 def export_int8(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from rtseg_ros.fileio import write_bytes_atomic
-from rtseg_ros.runtime.backends.cache import (DEFAULT_CACHE, cached_engine_matches, cached_onnx, engine_cache_key,
-                                              engine_paths)
+from rtseg_ros.runtime.backends.cache import (cached_engine_matches, cached_onnx, engine_cache_key, engine_folder,
+                                              engine_paths, written)
 from rtseg_ros.runtime.choices import missing_engine
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class OpenVinoRunner:
         self.device_name = openvino_device_name(self.core, openvino_device)
         self.config = compile_config(precision, threads,
                                      set(self.core.get_property(openvino_device, "SUPPORTED_PROPERTIES")))
-        self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE / "engines"
+        self.cache_dir, self.engines = cache_dir, engine_folder(loaded, cache_dir)
         self.onnx_path = cached_onnx(network, loaded, cache_dir, loaded.input_size, OPENVINO_PRECISIONS[precision][0])
         self._requests: dict[tuple, object] = {}
 
@@ -95,7 +94,7 @@ class OpenVinoRunner:
         key = engine_cache_key(self.loaded.name, self.loaded.dataset.num_classes, self.loaded.weights_digest,
                                input_shape, self.precision, "openvino", self.ov.__version__, self.device_name,
                                self.config)
-        blob, sidecar = engine_paths(self.cache_dir, key, ".ov")
+        blob, sidecar = engine_paths(self.engines, key, ".ov")
         if cached_engine_matches(blob, sidecar, key):
             try:
                 return self.core.import_model(blob.read_bytes(), self.openvino_device, self.config)
@@ -106,6 +105,7 @@ class OpenVinoRunner:
         compiled = self.core.compile_model(model, self.openvino_device, self.config)
         write_bytes_atomic(blob, compiled.export_model().getvalue())
         write_bytes_atomic(sidecar, json.dumps(key, sort_keys=True).encode())
+        written(blob, self.loaded, self.cache_dir)
         return compiled
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

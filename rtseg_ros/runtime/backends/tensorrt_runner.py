@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from rtseg_ros.fileio import write_bytes_atomic
-from rtseg_ros.runtime.backends.cache import (DEFAULT_CACHE, cached_engine_matches, cached_onnx, engine_cache_key,
-                                              engine_paths)
+from rtseg_ros.runtime.backends.cache import (cached_engine_matches, cached_onnx, engine_cache_key, engine_folder,
+                                              engine_paths, written)
 from rtseg_ros.runtime.choices import missing_engine
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ class TensorRTRunner:
             raise ValueError(f"backend 'tensorrt' runs {', '.join(TENSORRT_PRECISIONS)}, not {precision}")
         self.trt, self.device, self.loaded, self.precision = trt, device, loaded, precision
         self.stream = stream or torch.cuda.current_stream(device)
-        self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE / "engines"
-        self.onnx_path = cached_onnx(network, loaded, self.cache_dir, loaded.input_size, precision)
+        self.cache_dir, self.engines = cache_dir, engine_folder(loaded, cache_dir)
+        self.onnx_path = cached_onnx(network, loaded, cache_dir, loaded.input_size, precision)
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engines: dict[tuple, tuple] = {}
 
@@ -90,7 +90,7 @@ class TensorRTRunner:
         key = engine_cache_key(self.loaded.name, self.loaded.dataset.num_classes, self.loaded.weights_digest,
                                input_shape, self.precision, "tensorrt", self.trt.__version__,
                                torch.cuda.get_device_name(self.device))
-        engine_path, sidecar = engine_paths(self.cache_dir, key, ".engine")
+        engine_path, sidecar = engine_paths(self.engines, key, ".engine")
         engine = None
         if cached_engine_matches(engine_path, sidecar, key):
             engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
@@ -100,6 +100,7 @@ class TensorRTRunner:
             log.warning("cached TensorRT engine %s does not match this model/TensorRT/GPU; rebuilding", engine_path)
         if engine is None:
             data = build_engine(self.trt, self.onnx_path, input_shape, engine_path, sidecar, key)
+            written(engine_path, self.loaded, self.cache_dir)
             engine = self.runtime.deserialize_cuda_engine(data)
         return engine
 
