@@ -79,11 +79,33 @@ done
 ort_dist=onnxruntime
 [ "$cuda" = 1 ] && ort_dist=onnxruntime-gpu
 if importable onnxruntime; then
-    say onnxruntime ok "already installed: $("$python" -c 'import onnxruntime as o; print(o.__version__, *o.get_available_providers())')"
+    ort_note="already installed"
 elif pip_install "$ort_dist" && importable onnxruntime; then
-    say onnxruntime ok "pip install $ort_dist $(version_of "$ort_dist")"
-else
+    ort_note="pip install $ort_dist"
+fi
+if [ -z "${ort_note:-}" ]; then
     say onnxruntime skipped "pip install $ort_dist failed; see $log"
+elif [ "$cuda" = 1 ]; then
+    # The CUDA provider is listed whenever it is built in, even where its CUDA libraries do not load (a CUDA 12
+    # build beside a CUDA 13 torch); only a session shows which provider it really got.
+    granted=$("$python" - 2>>"$log" <<'PY'
+import onnx, onnxruntime
+from onnx import TensorProto, helper
+value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [value],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)  # any ORT >= 1.10
+session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                       providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+print(onnxruntime.__version__, session.get_providers()[0])
+PY
+)
+    case $granted in
+        *CUDAExecutionProvider) say onnxruntime ok "$ort_note; $granted" ;;
+        *) say onnxruntime skipped "$ort_note, but its CUDA provider does not start here (${granted:-no session}; see $log)" ;;
+    esac
+else
+    say onnxruntime ok "$ort_note, $("$python" -c 'import onnxruntime; print(onnxruntime.__version__)')"
 fi
 
 # TensorRT, matching torch's CUDA major version. On PyPI `tensorrt-cuNN` is an sdist whose tensorrt_cuNN_libs

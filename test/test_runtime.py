@@ -314,8 +314,13 @@ def test_cuda_onnxruntime_runs_on_the_gpu_and_agrees(tmp_path, ieee_fp32):
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime without CUDA here (onnxruntime-gpu not installed)")
     for precision, floor in (("fp32", 0.999), ("fp16", 0.99)):
-        reference, seg = seeded_pair(device="cuda", backend="onnxruntime", precision=precision,
-                                     engine_cache_dir=str(tmp_path))
+        try:
+            reference, seg = seeded_pair(device="cuda", backend="onnxruntime", precision=precision,
+                                         engine_cache_dir=str(tmp_path))
+        except RuntimeError as error:  # listed but not loadable: e.g. a CUDA 12 build beside a CUDA 13 torch
+            if "did not grant CUDAExecutionProvider" not in str(error):
+                raise
+            pytest.skip(f"onnxruntime's CUDA provider does not start here: {error}")
         assert seg._runner.session.get_providers()[0] == "CUDAExecutionProvider"
         if precision == "fp32":
             assert seg._runner.session.get_provider_options()["CUDAExecutionProvider"]["use_tf32"] == "0"
