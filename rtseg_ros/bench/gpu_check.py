@@ -293,6 +293,7 @@ def markdown(report: dict) -> str:
         lines += ["", "## Targets (fastest fp16 row)", "", "| model | input | FPS | target | met |", "|---|---|---:|---|---|"]
         lines += [f"| {t['model']} | {t['size'][0]}×{t['size'][1]} | {t['fps']:.1f} | {t['target']} | {'yes' if t['met'] else 'NO'} |"
                   for t in report["targets"]]
-    for note in report.get("not_measured", []):
-        lines.append(f"- not measured: {note}")
+    if report.get("not_measured"):
+        lines.append("")  # a list, not another row of the table above
+        lines += [f"- not measured: {note}" for note in report["not_measured"]]
     return "\n".join(lines) + "\n"
