@@ -69,7 +69,7 @@ def test_int8_under_auto_needs_an_int8_engine(monkeypatch):
 
 @pytest.mark.parametrize("backend, hint", [("openvino", r"pip install 'rtseg_ros\[openvino\]'"),
                                            ("onnxruntime", r"pip install 'rtseg_ros\[onnx\]'"),
-                                           ("tensorrt", "pip install tensorrt-cu12")])
+                                           ("tensorrt", r"pip install --extra-index-url https://pypi\.nvidia\.com tensorrt-cu13")])
 def test_a_missing_engine_asked_for_by_name_is_one_line_saying_how_to_install(monkeypatch, backend, hint):
     hide(monkeypatch, backend)
     with pytest.raises(RuntimeError, match=hint) as error:

@@ -91,7 +91,7 @@ def engine_runner(name: str, engine: str, size: tuple[int, int], cache_dir: str)
         reference = Segmenter(name, backend="torch", input_size=size, keep_aspect=False, engine_cache_dir=cache_dir)
         int8 = onnx_path(reference.loaded, cache_dir, "int8")
         if not int8.is_file():
-            fp32 = cached_onnx(reference.network, reference.loaded, cache_dir, size, "fp32")
+            fp32 = cached_onnx(reference.network, reference.loaded, cache_dir, "fp32")
             quantize(fp32, [torch.randn(1, 3, *size).numpy() for _ in range(4)], int8)
         torch.manual_seed(1)
         seg = Segmenter(name, backend=backend, precision="int8", input_size=size, keep_aspect=False,

@@ -21,13 +21,27 @@ def fp32_math(device: str) -> str:
     return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
 
 
+@contextlib.contextmanager
+def cudnn_benchmark():
+    """cuDNN's autotuner on for the block: every measurement here runs one fixed shape, so cuDNN times its
+    convolution algorithms once per shape (in the warm-up, before any timing or graph capture) and then runs
+    the fastest, as the papers' speed protocol does. Restored afterwards: the flag is process-wide."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 def bench_models(models: list[str], sizes: list[tuple[int, int]], device: str, precisions: list[str],
                  graphs: list[bool], seconds: float = 3.0) -> list[dict]:
     """Forward-only FPS, batch 1, random input, warm-up, synchronised (DDRNet/PIDNet speed protocol), of the
     optimised network (BN folded, channels_last, each precision, CUDA graph on/off) beside the network as
-    built (eager fp32, NCHW, BN unfolded) at the same size in the same run."""
+    built (eager fp32, NCHW, BN unfolded) at the same size in the same run; cuDNN autotuned (fixed shapes)."""
     rows = []
-    with torch.cuda.device(torch.device(device)) if device.startswith("cuda") else contextlib.nullcontext():
+    with torch.cuda.device(torch.device(device)) if device.startswith("cuda") else contextlib.nullcontext(), \
+            cudnn_benchmark():
         for name in models:
             rows.extend(_bench_model(name, sizes, device, precisions, graphs, seconds))
     return rows
@@ -54,14 +68,16 @@ def _bench_model(name: str, sizes, device: str, precisions, graphs, seconds: flo
                              "fps": fps, "ms": 1e3 / fps, "eager_fp32_fps": eager_fps, "speedup": fps / eager_fps,
                              "paper_fps": paper.fps, "paper_resolution": list(paper.resolution or ()),
                              "paper_gpu": paper.gpu, "device": _device_name(device),
-                             "fp32_math": fp32_math(device)})
+                             "fp32_math": fp32_math(device), "cudnn_benchmark": torch.backends.cudnn.benchmark})
     return rows
 
 
 def bench_tensorrt(models: list[str], sizes: list[tuple[int, int]], device: str, precisions: list[str],
                    seconds: float = 3.0) -> list[dict]:
     """Forward-only FPS of each network's TensorRT engine (built on first use, cached), by the same protocol
-    as ``bench_models``: the Segmenter's own runner on a random input, on its stream and device."""
+    as ``bench_models``: the Segmenter's own runner on a random input, on its stream and device. The random
+    weights are seeded, so that every size and every run shares one ONNX export and a cached engine is
+    reused (their keys hold the weights' digest)."""
     from rtseg_ros.runtime.segmenter import Segmenter, device_context
 
     rows = []
@@ -69,6 +85,7 @@ def bench_tensorrt(models: list[str], sizes: list[tuple[int, int]], device: str,
         paper = get_entry(name).paper
         for size in sizes:
             for precision in precisions:
+                torch.manual_seed(0)
                 seg = Segmenter(name, device=device, backend="tensorrt", precision=precision, input_size=size)
                 with device_context(seg.device, seg.stream):
                     x = torch.randn(1, 3, *size, device=seg.device)

@@ -126,11 +126,19 @@ class SegmentNode(Node):
         device = ("cuda" if torch.cuda.is_available() else "cpu") if c["device"] == "auto" else c["device"]
         input_size = (c["input_height"], c["input_width"]) if c["input_width"] else None
         model, weights = pretrained.choose(c["model"], c["weights"])
-        return Segmenter(model, weights=weights, device=device, backend=c["backend"],
-                         precision=c["precision"], input_size=input_size, keep_aspect=c["keep_aspect"],
-                         output_resolution=c["output_resolution"], upsample=c["upsample"], dataset=c["dataset"],
-                         engine_cache_dir=c["engine_cache_dir"] or None, cpu_threads=c["cpu_threads"],
-                         openvino_device=c["openvino_device"])
+        segmenter = Segmenter(model, weights=weights, device=device, backend=c["backend"],
+                              precision=c["precision"], input_size=input_size, keep_aspect=c["keep_aspect"],
+                              output_resolution=c["output_resolution"], upsample=c["upsample"], dataset=c["dataset"],
+                              engine_cache_dir=c["engine_cache_dir"] or None, cpu_threads=c["cpu_threads"],
+                              openvino_device=c["openvino_device"])
+        if segmenter.device.type == "cuda" and segmenter.backend_name == "torch":
+            # A camera's frames keep one size, so the network runs one fixed shape (input_size, or the frame
+            # scaled into it): cuDNN's autotuner times each convolution once for it, on the first frame of a
+            # new size (slower, once), and then runs the fastest algorithm. This process is the node's own.
+            torch.backends.cudnn.benchmark = True
+            self.get_logger().info("cuDNN autotuning on (one network shape per frame size): the first frame "
+                                   "of each new size is slower, once")
+        return segmenter
 
     def _create_topics(self) -> None:
         c = self.config

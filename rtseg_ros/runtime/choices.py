@@ -16,8 +16,11 @@ ENGINE_MODULES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino
 INSTALL_HINTS = {
     "onnxruntime": "pip install 'rtseg_ros[onnx]' (onnxruntime and onnx; onnxruntime-gpu for CUDA)",
     "openvino": "pip install 'rtseg_ros[openvino]' (openvino and onnx)",
-    "tensorrt": "install the TensorRT package matching torch's CUDA major version, e.g. `pip install "
-                "tensorrt-cu12 onnx` (plain `pip install tensorrt` picks the newest CUDA)",
+    # On PyPI tensorrt-cuNN is only an sdist whose libraries download from NVIDIA's index: without that
+    # index it cannot install. PyPI's torch is built for CUDA 13 (torch.version.cuda says which).
+    "tensorrt": "install the TensorRT package matching torch's CUDA major version from NVIDIA's index, e.g. "
+                "`pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu13 onnx` for PyPI's torch "
+                "(CUDA 13; tensorrt-cu12 for a CUDA 12 torch)",
 }
 
 # Precision name → torch dtype name of the network's weights and I/O (int8: an INT8-calibrated ONNX model

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from rtseg_ros.runtime.choices import PRECISION_DTYPES
-from rtseg_ros.runtime.export import export_onnx
+from rtseg_ros.runtime.export import TRACE_SIZE, export_onnx
 
 DEFAULT_MAX_MB = 2048
 # Every file the cache writes is named "<model>-<classes>c-...": eviction and clearing touch nothing else,
@@ -92,11 +92,11 @@ def int8_missing(loaded, path: Path) -> str:
             f"--calib-root <a dataset folder>` (with the same engine_cache_dir), or use precision:=fp32")
 
 
-def cached_onnx(network: nn.Module, loaded, cache_dir: str | Path | None, input_size: tuple[int, int],
-                precision: str = "fp32") -> Path:
-    """The network's ONNX file for ``precision`` (dynamic H, W), exported on first use. A reduced-precision
-    export has fp16/bf16 weights, input and output, which is what a strongly typed TensorRT network and
-    ONNX Runtime then run in. INT8 models are not exported here but calibrated (``backends.int8``)."""
+def cached_onnx(network: nn.Module, loaded, cache_dir: str | Path | None, precision: str = "fp32") -> Path:
+    """The network's ONNX file for ``precision`` (dynamic H, W, traced at ``export.TRACE_SIZE`` whatever size
+    it then runs at), exported on first use. A reduced-precision export has fp16/bf16 weights, input and
+    output, which is what a strongly typed TensorRT network and ONNX Runtime then run in. INT8 models are not
+    exported here but calibrated (``backends.int8``)."""
     path = onnx_path(loaded, cache_dir, precision)
     if precision == "int8":
         if not path.is_file():
@@ -105,7 +105,7 @@ def cached_onnx(network: nn.Module, loaded, cache_dir: str | Path | None, input_
     if path.is_file():
         return touch(path)
     dtype = getattr(torch, PRECISION_DTYPES[precision])
-    export_onnx(copy.deepcopy(network).cpu().to(dtype), path, input_size, dtype=dtype)
+    export_onnx(copy.deepcopy(network).cpu().to(dtype), path, TRACE_SIZE, dtype=dtype)
     written(path, loaded, cache_dir)
     return path
 

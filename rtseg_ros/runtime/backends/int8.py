@@ -70,5 +70,5 @@ def make_int8(segmenter, dataset, count: int = DEFAULT_CALIBRATION_FRAMES, metho
     """Calibrate and store the INT8 model of ``segmenter``'s network (a torch-backend Segmenter with the
     weights to quantize) where ``precision:=int8`` finds it for the same weights and cache folder."""
     inputs = calibration_inputs(segmenter, dataset, count)
-    fp32 = cached_onnx(segmenter.network, segmenter.loaded, cache_dir, segmenter.input_size, "fp32")
+    fp32 = cached_onnx(segmenter.network, segmenter.loaded, cache_dir, "fp32")
     return quantize(fp32, inputs, onnx_path(segmenter.loaded, cache_dir, "int8"), method)

@@ -17,13 +17,17 @@ from rtseg_ros.runtime.choices import missing_engine
 ONNXRUNTIME_PRECISIONS = ("fp32", "fp16", "int8")  # its CUDA provider lacks bf16 kernels for most of these networks
 
 
-def onnxruntime_providers(device: torch.device, stream: torch.cuda.Stream | None) -> list:
+def onnxruntime_providers(device: torch.device, stream: torch.cuda.Stream | None, precision: str = "fp32") -> list:
     """The providers to ask for: on CUDA the CUDA provider on ``device``'s GPU, running on ``stream`` (the
     Segmenter's own; ONNX Runtime cannot adopt the default stream), so that no device-wide synchronisation
-    is needed between the torch pre-/post-processing and the network."""
+    is needed between the torch pre-/post-processing and the network. The CUDA provider runs fp32
+    convolutions and matrix products in TF32 unless ``use_tf32`` is 0 (its default is 1): precision fp32
+    means IEEE fp32 here, as it does on the CPU."""
     if device.type != "cuda":
         return ["CPUExecutionProvider"]
     options = {"device_id": device.index}
+    if precision == "fp32":
+        options["use_tf32"] = 0
     if stream is not None:
         options["user_compute_stream"] = str(stream.cuda_stream)
     return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
@@ -60,9 +64,9 @@ class OnnxRuntimeRunner:
                              f"{device.type}: use another backend or precision")
         self.device = device
         self.dtype = torch.float16 if precision == "fp16" else torch.float32  # an int8 model has fp32 I/O
-        self.path = cached_onnx(network, loaded, cache_dir, loaded.input_size, precision)
+        self.path = cached_onnx(network, loaded, cache_dir, precision)
         self.session = ort.InferenceSession(str(self.path), session_options(ort, threads),
-                                            providers=onnxruntime_providers(device, stream))
+                                            providers=onnxruntime_providers(device, stream, precision))
         require_granted_provider(self.session, device)
         self._outputs: dict[tuple, torch.Tensor] = {}
 

@@ -87,7 +87,7 @@ class OpenVinoRunner:
         self.config = compile_config(precision, threads,
                                      set(self.core.get_property(openvino_device, "SUPPORTED_PROPERTIES")))
         self.cache_dir, self.engines = cache_dir, engine_folder(loaded, cache_dir)
-        self.onnx_path = cached_onnx(network, loaded, cache_dir, loaded.input_size, OPENVINO_PRECISIONS[precision][0])
+        self.onnx_path = cached_onnx(network, loaded, cache_dir, OPENVINO_PRECISIONS[precision][0])
         self._requests: dict[tuple, object] = {}
 
     def compiled_for(self, input_shape: tuple[int, ...]):

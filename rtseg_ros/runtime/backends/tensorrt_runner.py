@@ -40,8 +40,17 @@ def network_creation_flags(trt) -> int:
     return 0 if flag is None else 1 << int(flag)
 
 
+def timing_cache_path(cache_dir: Path, key: dict) -> Path:
+    """The builder's timing cache (the measured speed of each kernel it tried), one per TensorRT version and
+    GPU, since its entries hold only for those; shared by every network, size and precision built there."""
+    device = "".join(c if c.isalnum() else "_" for c in key["device"])
+    return cache_dir / f"tensorrt-{key['engine_version']}-{device}.timing"
+
+
 def build_engine(trt, onnx_path: Path, input_shape: tuple[int, ...], engine: Path, sidecar: Path, key: dict) -> bytes:
-    """Build a strongly typed fixed-shape engine from ``onnx_path`` (whose types set the precision)."""
+    """Build a strongly typed fixed-shape engine from ``onnx_path`` (whose types set the precision), timing
+    kernels through the timing cache beside the engine (kept, so that the next build skips what was
+    measured: most of a build's time)."""
     log.warning("building TensorRT engine for %s at %s, %s (may take minutes; cached in %s afterwards)",
                 key["model"], "x".join(map(str, input_shape)), key["precision"], engine.parent)
     logger = trt.Logger(trt.Logger.WARNING)
@@ -55,10 +64,24 @@ def build_engine(trt, onnx_path: Path, input_shape: tuple[int, ...], engine: Pat
     profile.set_shape("image", input_shape, input_shape, input_shape)
     config = builder.create_builder_config()
     config.add_optimization_profile(profile)
+    timing_path = timing_cache_path(engine.parent, key)
+    timing = None
+    if timing_path.is_file():
+        try:  # a cache TensorRT cannot read (truncated, another version) gives None or raises
+            timing = config.create_timing_cache(timing_path.read_bytes())
+        except RuntimeError:
+            timing = None
+        if timing is None:
+            log.warning("TensorRT could not read the timing cache %s; timing every kernel again", timing_path)
+    if timing is None:
+        timing = config.create_timing_cache(b"")
+    if not config.set_timing_cache(timing, False):  # False: refuse a cache made by another TensorRT or GPU
+        log.warning("TensorRT refused the timing cache %s (another version or GPU); timing every kernel", timing_path)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
     data = bytes(serialized)
+    write_bytes_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
     write_bytes_atomic(engine, data)
     write_bytes_atomic(sidecar, json.dumps(key, sort_keys=True).encode())
     return data
@@ -82,7 +105,7 @@ class TensorRTRunner:
         self.trt, self.device, self.loaded, self.precision = trt, device, loaded, precision
         self.stream = stream or torch.cuda.current_stream(device)
         self.cache_dir, self.engines = cache_dir, engine_folder(loaded, cache_dir)
-        self.onnx_path = cached_onnx(network, loaded, cache_dir, loaded.input_size, precision)
+        self.onnx_path = cached_onnx(network, loaded, cache_dir, precision)
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engines: dict[tuple, tuple] = {}
 
@@ -120,5 +143,9 @@ class TensorRTRunner:
             self._engines[shape] = (engine, context, image, logits)
         _, context, image, logits = self._engines[shape]
         image.copy_(x)
-        context.execute_async_v3(self.stream.cuda_stream)
+        # False when the enqueue failed (TensorRT logs why): the logits buffer would still hold the last
+        # frame's output, so that must not be returned as this frame's.
+        if not context.execute_async_v3(self.stream.cuda_stream):
+            raise RuntimeError(f"TensorRT failed to run the {self.loaded.name} engine at "
+                               f"{'x'.join(map(str, shape))} (execute_async_v3 returned False; TensorRT's log says why)")
         return logits.float()
