@@ -173,7 +173,9 @@ def test_onnxruntime_backend_agrees_with_torch(tmp_path):
     reference = Segmenter(MODEL, input_size=NET)
     torch.manual_seed(0)
     ort_seg = Segmenter(MODEL, input_size=NET, backend="onnxruntime", engine_cache_dir=tmp_path)
-    assert ort_seg._runner.path.suffix == ".onnx" and ort_seg._runner.path.parent == tmp_path
+    # random weights are never persisted, not even in an explicit engine_cache_dir
+    assert ort_seg._runner.path.suffix == ".onnx" and ort_seg._runner.path.parent == cache.scratch_folder()
+    assert not any(tmp_path.iterdir())
     rgb = frame(seed=6)
     assert (ort_seg(rgb, "rgb8").labels == reference(rgb, "rgb8").labels).mean() >= 0.999
 
@@ -575,6 +577,7 @@ def test_engine_exports_are_traced_small_whatever_size_they_run_at(tmp_path, mon
 
     traced = []
     export = cache.export_onnx
+    monkeypatch.setattr(cache, "scratch_folder", lambda: tmp_path)  # not reusing an earlier test's export
     monkeypatch.setattr(cache, "export_onnx", lambda model, path, size, **options: (
         traced.append(tuple(size)), export(model, path, size, **options))[1])
     reference, seg = seeded_pair(backend="onnxruntime", engine_cache_dir=str(tmp_path))
