@@ -78,7 +78,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("transport", "raw", "subscribe `image` (raw, sensor_msgs/Image) or `image/compressed` "
           "(compressed, sensor_msgs/CompressedImage, JPEG/PNG)", choices=("raw", "compressed")),
     Param("engine_cache_dir", "", "where ONNX exports, INT8 models and TensorRT/OpenVINO engines are cached; "
-          "empty: ~/.cache/rtseg_ros (or $RTSEG_CACHE)"),
+          "empty: $RTSEG_CACHE, else ~/.cache/rtseg_ros; kept under $RTSEG_CACHE_MAX_MB (2048) by evicting the least "
+          "recently used; random weights are never cached"),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.1, 60.0)),
     Param("latency_warn_ms", 200.0, "diagnostics WARN when latency p95 (input stamp to publish) exceeds this",
           live=True, range=(0.0, 1e6)),
