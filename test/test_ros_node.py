@@ -35,7 +35,7 @@ from rtseg_ros.ros.segment_node import SegmentNode, StartupError  # noqa: E402
 # This module's own DDS domain (other test modules use others), varied by process so that two test runs
 # on one machine do not see each other's nodes.
 DOMAIN_ID = 90 + os.getpid() % 10
-SMALL = {"model": "farsee", "input_width": 128, "input_height": 64, "device": "cpu", "cpu_threads": 1}
+SMALL = {"model": "farsee", "weights": "random", "input_width": 128, "input_height": 64, "device": "cpu", "cpu_threads": 1}
 H, W = 96, 160
 
 
@@ -309,12 +309,20 @@ def test_outputs_copy_the_header_and_match_the_segmenter(ros, seg_a):
 def test_given_neither_model_nor_weights_the_node_runs_the_best_shipped_model(ros):
     from rtseg_ros.models import pretrained
 
-    assert pretrained.choose("", "") == (None, pretrained.DEFAULT)
-    assert pretrained.choose("ddrnet23", "") == ("ddrnet23", None)  # a model alone: random weights, said loudly
-    assert pretrained.choose("", "/w/best.pt") == (None, "/w/best.pt")
-    node = ros.node("seg_shipped", model="")
+    node = ros.node("seg_shipped", model="", weights="")
     assert (node.segmenter.loaded.name, node.segmenter.dataset.name) == ("sgcpnet", "camvid")
     assert not node.segmenter.random_weights and pretrained.DEFAULT in node.segmenter.loaded.weights_note
+
+
+def test_a_model_alone_runs_its_shipped_weights_and_says_so_in_class_info(ros):
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    class_info = ros.collect(String, "/seg_farsee/class_info", latched)
+    node = ros.node("seg_farsee", model="farsee", weights="")
+    assert (node.segmenter.loaded.name, node.segmenter.dataset.name, node.segmenter.random_weights) == \
+        ("farsee", "camvid", False)
+    wait_for(lambda: class_info, what="class_info")
+    info = json.loads(class_info[-1].data)
+    assert info["weights"].startswith("farsee_camvid ") and info["random_weights"] is False
 
 
 def test_class_info_is_latched_json(ros, seg_a):
@@ -694,7 +702,8 @@ def test_console_script_segments_and_stops_cleanly(ros, interrupts):
     labels = ros.collect(Image, "/script_seg/labels")
     process = subprocess.Popen(
         console_script() + ["--ros-args", "-r", "__node:=script_seg", "-r", "image:=/script/image",
-                            "-p", "model:=farsee", "-p", "input_width:=128", "-p", "input_height:=64",
+                            "-p", "model:=farsee", "-p", "weights:=random", "-p", "input_width:=128",
+                            "-p", "input_height:=64",
                             "-p", "device:=cpu", "-p", "cpu_threads:=1"],
         env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

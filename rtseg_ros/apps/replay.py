@@ -30,8 +30,8 @@ class Replay:
     """One replay: what the three processes are given (the ``rtseg-replay`` flags, by the same names)."""
 
     bag: Path
-    weights: str = ""  # empty: random weights
-    model: str = ""  # empty: the checkpoint's model, else farsee
+    weights: str = ""  # empty: the model's shipped weights
+    model: str = ""  # empty: the checkpoint's model, else the best shipped model
     device: str = "auto"
     backend: str = "auto"
     precision: str = "fp32"
@@ -52,9 +52,10 @@ def parse_args(argv) -> Replay:
                                        "(set ROS_DOMAIN_ID / ROS_AUTOMATIC_DISCOVERY_RANGE as for any ROS 2 run)",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bag", type=Path, required=True, help="rosbag2 folder (e.g. from rtseg-make-bag)")
-    p.add_argument("--weights", default=Replay.weights, help="checkpoint for segment_node (empty: random weights)")
+    p.add_argument("--weights", default=Replay.weights,
+                   help="checkpoint for segment_node, a shipped name, or random (empty: the model's shipped weights)")
     p.add_argument("--model", default=Replay.model,
-                   help="registry name (default: the checkpoint's model, else farsee)")
+                   help="registry name (default: the checkpoint's model, else the best shipped model)")
     p.add_argument("--device", default=Replay.device, help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--backend", default=Replay.backend, choices=BACKENDS)
     p.add_argument("--precision", default=Replay.precision, choices=PRECISIONS)

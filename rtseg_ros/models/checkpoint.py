@@ -133,9 +133,14 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
 
 
 def inference_checkpoint(checkpoint: dict) -> dict:
-    """``checkpoint`` without what only resuming a training run needs (optimizer, scheduler, RNG state):
-    what the package ships, a quarter of the size."""
-    return {k: v for k, v in checkpoint.items() if k == "state_dict" or k not in RESUME_KEYS}
+    """``checkpoint`` without what only resuming a training run needs (optimizer, scheduler, RNG state), its
+    floating-point tensors stored in fp16: what the package ships, an eighth of the size. Loading copies
+    them into the network's own precision (``load_state_dict`` converts), so nothing else changes; the
+    shipped models' val mIoU moved by at most 0.1 point (README, shipped weights)."""
+    state = {key: value.half() if value.is_floating_point() else value
+             for key, value in checkpoint["state_dict"].items()}
+    kept = {k: v for k, v in checkpoint.items() if k not in RESUME_KEYS}
+    return {**kept, "state_dict": state, "storage": "fp16"}
 
 
 # --------------------------------------------------------------------------------------------- loading

@@ -35,8 +35,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("model", "", "network from the model registry (farsee, sgcpnet, bcpnet, csfcn, csfcn_mnv3, "
           "ddrnet23_slim, ddrnet23, ddrnet39); empty: the model the checkpoint in `weights` names"),
     Param("weights", "", "checkpoint file (rtseg-train, or a published state_dict), or the name of weights "
-          "shipped with the package (sgcpnet_camvid); empty: with `model` empty too, the shipped "
-          "sgcpnet_camvid, else random initialisation (plumbing checks only)"),
+          "shipped with the package (rtseg-models lists them), or `random` (random initialisation: plumbing "
+          "checks only); empty: `model`'s shipped weights, or with `model` empty too the best shipped model, "
+          "sgcpnet_camvid"),
     Param("dataset", "cityscapes", "class names and palette when the weights do not carry them",
           choices=("cityscapes", "camvid")),
     Param("device", "auto", "auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N"),

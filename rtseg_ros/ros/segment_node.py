@@ -190,14 +190,13 @@ class SegmentNode(Node):
                  f"{facts['precision']}, network input {facts['input_size']} (keep_aspect={c['keep_aspect']}); "
                  f"input {self.input_topic} ({c['input_qos']}); outputs {self.resolve_topic_name('~/labels')} and "
                  f"siblings at {c['output_resolution']} resolution")
-        if not c["model"] and not c["weights"]:
-            shipped = pretrained.BY_NAME[pretrained.DEFAULT]
-            log.info(f"no model or weights given: running the shipped {shipped.name} ({shipped.model} trained on "
-                     f"{shipped.dataset}, {shipped.num_classes} classes, val mIoU {100 * shipped.val_miou:.1f} %)")
+        note = pretrained.startup_note(c["model"], c["weights"])
+        if note:
+            log.info(note)
         if seg.random_weights:
-            log.warning(f"NO WEIGHTS GIVEN: model {facts['model']} runs with RANDOM initialisation; its labels are "
-                        f"meaningless (plumbing checks only). Set weights:=/path/to/checkpoint.pt, or "
-                        f"weights:={pretrained.DEFAULT} (shipped)")
+            log.warning(f"weights:={pretrained.RANDOM}: model {facts['model']} runs with RANDOM initialisation; its labels are "
+                        f"meaningless (plumbing checks only). Set weights:=/path/to/checkpoint.pt, leave weights "
+                        f"empty for the model's shipped weights, or weights:={pretrained.DEFAULT}")
 
     # -- parameters ----------------------------------------------------------------------------------
     def _check_parameters(self, changed: list[Parameter]) -> SetParametersResult:
