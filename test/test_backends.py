@@ -113,19 +113,23 @@ def test_openvino_fp32_is_f32_even_where_the_cpu_would_run_bf16(tmp_path):
 
 def test_openvino_compiles_once_and_recompiles_when_the_key_changes(tmp_path, monkeypatch):
     pytest.importorskip("openvino")
+    from rtseg_ros.runtime.backends import cache
+
+    monkeypatch.setattr(cache, "scratch_folder", lambda: tmp_path)  # random weights are cached there only
+    engines = tmp_path / "engines"
     seeded(backend="openvino", engine_cache_dir=str(tmp_path))(frame())
-    (blob,) = tmp_path.glob("*.ov")
+    (blob,) = engines.glob("*.ov")
     assert blob.with_suffix(".json").is_file() and blob.name.startswith(f"{MODEL}-19c-64x96-fp32-")
     seg = seeded(backend="openvino", engine_cache_dir=str(tmp_path))
 
     def no_compiling(*args, **kwargs):
         raise AssertionError("compiled again although the cached model matches")
-    monkeypatch.setattr(seg._runner.core, "compile_model", no_compiling)
-    seg(frame())  # imported from the cache
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(seg._runner.core, "compile_model", no_compiling)
+        seg(frame())  # imported from the cache
     seeded(backend="openvino", engine_cache_dir=str(tmp_path), cpu_threads=1)(frame())  # other threads: new key
     seeded(backend="openvino", engine_cache_dir=str(tmp_path))(frame(h=160, w=96))  # another shape
-    assert len(list(tmp_path.glob("*.ov"))) == 3
+    assert len(list(engines.glob("*.ov"))) == 3
 
 
 def test_openvino_refuses_a_device_it_does_not_see(tmp_path):

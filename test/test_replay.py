@@ -286,7 +286,7 @@ def test_lockstep_replay_of_2048x1024_frames_scores_every_frame(tmp_path):
     write_bag(tmp_path / "bag", frames, rate_hz=30.0)
     out = tmp_path / "replay"
     command = [sys.executable, "-m", "rtseg_ros.apps.replay", "--bag", str(tmp_path / "bag"), "--model", "farsee",
-               "--device", "cpu", "--input-size", "64x128", "--input-qos", "sensor_data", "--samples", "0",
+               "--weights", "random", "--device", "cpu", "--input-size", "64x128", "--input-qos", "sensor_data", "--samples", "0",
                "--out", str(out), "-p", "cpu_threads:=1", "-p", "upsample:=labels"]
     result = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -232,9 +232,13 @@ class Evaluator(Node):
         report = build_report(self.matrix, self.info, frames, self.latency_ms, meta, LATENCY_DEFINITION)
         write_report(self.config["out_dir"], report, self.info, self.latency_ms, self.samples.picked())
         latency = report["latency_ms"]
-        self.get_logger().info(
-            f"mIoU {100 * report['miou']:.1f} % over {frames['evaluated']} frames, {frames['dropped']} dropped; "
-            f"latency p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms; wrote {self.config['out_dir']}")
+        timing = f"latency p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms" if latency else "no latency"
+        if frames["evaluated"]:
+            self.get_logger().info(f"mIoU {100 * report['miou']:.1f} % over {frames['evaluated']} frames, "
+                                   f"{frames['dropped']} dropped; {timing}; wrote {self.config['out_dir']}")
+        else:
+            self.get_logger().error(f"no frame was scored ({frames['dropped']} dropped; see the errors above); "
+                                    f"wrote {self.config['out_dir']}")
         if not frames["complete"]:
             never = frames["never_played"]
             self.get_logger().warning(

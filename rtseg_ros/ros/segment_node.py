@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -138,6 +139,13 @@ class SegmentNode(Node):
             torch.backends.cudnn.benchmark = True
             self.get_logger().info("cuDNN autotuning on (one network shape per frame size): the first frame "
                                    "of each new size is slower, once")
+        # Build the engine now (OpenVINO/TensorRT compile, buffers, CUDA graph), before the camera is
+        # subscribed, for frames of the network's own size: a camera at that size, and every evaluation bag,
+        # gets its first frame answered at once instead of dropping the frames that arrive during a compile.
+        started = time.monotonic()
+        height, width = segmenter.input_size
+        segmenter(np.zeros((height, width, 3), np.uint8), "rgb8")
+        self.get_logger().info(f"engine ready for {width}x{height} frames in {time.monotonic() - started:.1f} s")
         return segmenter
 
     def _create_topics(self) -> None:
