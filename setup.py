@@ -22,7 +22,8 @@ setup(
     name=PACKAGE,
     version=VERSION,
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["data/*.json", "train/recipes/*.yaml", "models/weights/*.pt"]},
+    package_data={PACKAGE: ["data/*.json", "data/demo_frames/README.md", "data/demo_frames/*/*.png",
+                            "train/recipes/*.yaml", "models/weights/*.pt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
