@@ -60,6 +60,18 @@ def test_random_weights_never_reach_the_cache_and_their_files_go_at_exit(tmp_pat
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*"))
 
 
+def test_a_killed_process_scratch_folder_goes_when_the_next_one_opens(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache.tempfile, "tempdir", str(tmp_path))  # where gettempdir() and mkdtemp() point
+    monkeypatch.setattr(cache, "_scratch", None)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"{cache.SCRATCH_PREFIX}{finished.stdout.strip()}-x"  # its process is gone
+    live = tmp_path / f"{cache.SCRATCH_PREFIX}{os.getppid()}-y"  # its process still runs
+    for folder in (orphan, live):
+        (folder / "engines").mkdir(parents=True)
+    mine = cache.scratch_folder()
+    assert not orphan.exists() and live.exists() and mine.name.startswith(f"{cache.SCRATCH_PREFIX}{os.getpid()}-")
+
+
 def test_least_recently_used_entries_go_past_the_cap(tmp_path):
     old = fake_entry(tmp_path, "farsee-19c-aaaa-fp32", 3, age_s=300)
     engine = fake_entry(tmp_path / "engines", "farsee-19c-64x96-fp32-1234", 3, age_s=200, suffixes=(".ov", ".json"))

@@ -32,6 +32,7 @@ DEFAULT_MAX_MB = 2048
 # Every file the cache writes is named "<model>-<classes>c-...": eviction and clearing touch nothing else,
 # whatever folder engine_cache_dir points to.
 _ENTRY = re.compile(r"^[a-z0-9_]+-\d+c-[^/]*\.(onnx|onnx\.data|ov|engine|json)$")
+SCRATCH_PREFIX = "rtseg_ros-random-"
 _scratch: Path | None = None
 
 
@@ -53,12 +54,31 @@ def cache_cap_bytes() -> int:
 
 
 def scratch_folder() -> Path:
-    """This process's temporary folder for random-weight networks, removed at exit."""
+    """This process's temporary folder for random-weight networks (``rtseg_ros-random-<pid>-*``), removed at
+    exit; the folders of processes that were killed before they could remove theirs go when the next opens."""
     global _scratch
     if _scratch is None:
-        _scratch = Path(tempfile.mkdtemp(prefix="rtseg_ros-random-"))
+        remove_orphaned_scratch()
+        _scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
         atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
     return _scratch
+
+
+def remove_orphaned_scratch() -> None:
+    for folder in Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and its folder not ours to remove
+        return True
+    return True
 
 
 def is_random(loaded) -> bool:
