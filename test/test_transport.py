@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rtseg_ros.ros.transport import PROFILE_ENV, PROFILE_NAME, child_env, profile_env, shipped_profile
+from rtseg_ros.ros.transport import PROFILE_ENV, PROFILE_ENVS, PROFILE_NAME, child_env, profile_env, shipped_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "config" / PROFILE_NAME
@@ -38,11 +38,12 @@ def test_profile_is_a_default_participant_with_large_shared_memory_and_udp():
 
 def test_profile_applies_unless_disabled_or_the_user_has_their_own():
     assert shipped_profile() == PROFILE
-    assert profile_env({}) == {PROFILE_ENV: str(PROFILE)}
+    assert profile_env({}) == {name: str(PROFILE) for name in PROFILE_ENVS}  # Fast DDS 3.x and 2.x (Jazzy)
     assert profile_env({PROFILE_ENV: "/mine.xml"}) == {}  # the user's file wins
+    assert profile_env({"FASTRTPS_DEFAULT_PROFILES_FILE": "/mine.xml"}) == {}  # under either name
     assert profile_env({}, enabled=False) == {}
     assert profile_env({}, profile="/nonexistent/profile.xml") == {}
-    assert child_env(environ={"A": "1"}) == {"A": "1", PROFILE_ENV: str(PROFILE)}
+    assert child_env(environ={"A": "1"}) == {"A": "1", **{name: str(PROFILE) for name in PROFILE_ENVS}}
     # the test suite itself runs without it: only the processes the tools start get it
     assert os.environ.get(PROFILE_ENV) != str(PROFILE)
 

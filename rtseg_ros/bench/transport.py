@@ -15,7 +15,7 @@ import sys
 
 from tqdm import tqdm
 
-from rtseg_ros.ros.transport import PROFILE_ENV, profile_env
+from rtseg_ros.ros.transport import PROFILE_ENVS, profile_env
 
 SIZES = ((480, 640), (720, 1280), (1024, 2048))
 RATES = {(480, 640): 30.0, (720, 1280): 30.0, (1024, 2048): 10.0}  # the camera rates the targets name
@@ -35,7 +35,7 @@ def probe(role: str, size, count: int, rate: float, qos: str, raw: bool, topic: 
 
 def measure(size, count: int, rate: float, qos: str, settings: str, subscription: str) -> dict:
     """One publisher → subscriber run; the subscriber's JSON plus the configuration."""
-    base = {key: value for key, value in os.environ.items() if key != PROFILE_ENV}
+    base = {key: value for key, value in os.environ.items() if key not in PROFILE_ENVS}
     env = {**base, **(profile_env(base) if settings == "profile" else {})}
     topic = f"rtseg_transport_{os.getpid()}_{size[0]}x{size[1]}_{qos}_{settings}_{subscription}"
     subscriber = probe("sub", size, count, rate, qos, subscription == "raw", topic, env)

@@ -19,7 +19,8 @@ LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 LOG_LEVEL_ARGUMENT = ("log_level", "info", f"segment_node's log level ({', '.join(LOG_LEVELS)})")
 TRANSPORT_PROFILE_ARGUMENT = (
     "transport_profile", "true", f"run the nodes with Fast DDS profile config/{PROFILE_NAME} (shared memory sized "
-    "for camera frames) unless FASTDDS_DEFAULT_PROFILES_FILE is already set; false: Fast DDS's defaults")
+    "for camera frames) unless FASTDDS_DEFAULT_PROFILES_FILE (FASTRTPS_... on Jazzy) is already set; "
+    "false: Fast DDS's defaults")
 # Arguments of segment.launch.py that are not node parameters: (name, default, description).
 SEGMENT_LAUNCH_ONLY = (
     ("image", "/camera/image_raw", "input image topic (its sibling camera_info is used when published)"),

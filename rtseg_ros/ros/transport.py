@@ -1,6 +1,7 @@
 """The Fast DDS transport profile shipped in ``config/``, and the environment that applies it to a process.
 
-Fast DDS reads ``FASTDDS_DEFAULT_PROFILES_FILE`` when a process creates its first participant, so the
+Fast DDS reads ``FASTDDS_DEFAULT_PROFILES_FILE`` (3.x, Kilted; 2.x, Jazzy's, reads the older name
+``FASTRTPS_DEFAULT_PROFILES_FILE``, so both are set) when a process creates its first participant, so the
 profile is given per process (the launch files' ``Node`` actions, the processes ``rtseg-replay``,
 ``rtseg-demo`` and ``rtseg-bench`` start), never process-wide: a user's own file always wins, and other
 processes are untouched. No rclpy here: the launch files and tests call this without a ROS context.
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+PROFILE_ENVS = (PROFILE_ENV, "FASTRTPS_DEFAULT_PROFILES_FILE")  # Fast DDS 3.x, 2.x
 PROFILE_NAME = "fastdds_large_frames.xml"
 PACKAGE = "rtseg_ros"
 
@@ -36,11 +38,12 @@ def shipped_profile() -> Path | None:
 def profile_env(environ: Mapping[str, str], enabled: bool = True, profile: str | Path | None = None
                 ) -> dict[str, str]:
     """The variables to add to a child process's environment: the profile (``profile``, default the shipped
-    one) unless it is disabled, the user already named their own file in ``environ``, or no file exists."""
-    if not enabled or environ.get(PROFILE_ENV):
+    one) under both Fast DDS versions' names, unless it is disabled, the user already named their own file in
+    ``environ`` (under either name), or no file exists."""
+    if not enabled or any(environ.get(name) for name in PROFILE_ENVS):
         return {}
     path = Path(profile) if profile is not None else shipped_profile()
-    return {PROFILE_ENV: str(path)} if path is not None and path.is_file() else {}
+    return {name: str(path) for name in PROFILE_ENVS} if path is not None and path.is_file() else {}
 
 
 def child_env(enabled: bool = True, environ: Mapping[str, str] | None = None) -> dict[str, str]:
