@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 
-from rtseg_ros.models import available_models, build_model
+from rtseg_ros.models import available_models, build_model, pretrained
 from rtseg_ros.models.complexity import count_params
 from rtseg_ros.bench import cli as bench_cli
 from rtseg_ros.bench.models import bench_models, models_table as speed_table
@@ -54,7 +54,7 @@ def test_models_table_lists_every_model_with_true_counts(capsys):
     models_table.main(["--json"])
     table = json.loads(capsys.readouterr().out)
     rows = {row["name"]: row for row in table["models"]}
-    assert [w["name"] for w in table["shipped_weights"]] == ["sgcpnet_camvid"]
+    assert [w["name"] for w in table["shipped_weights"]] == [w.name for w in pretrained.SHIPPED]
     assert list(rows) == available_models()
     assert {"farsee", "sgcpnet", "bcpnet", "csfcn", "csfcn_mnv3", "ddrnet23_slim", "ddrnet23", "ddrnet39"} <= set(rows)
     with torch.device("meta"):
