@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     bag = args.out / "val_bag"
     if args.synthetic:
         size, data = args.size, args.out / "synth"
-        print(f"[1/4] drawing {args.train_images} + {args.val_images} synthetic scenes of {size[0]}x{size[1]} in {data}")
+        print(f"[1/4] drawing {args.train_images} + {args.val_images} synthetic scenes of {size[0]}x{size[1]} "
+              f"in {data}")
         write_dataset(data, args.train_images, size, seed=0, val_num=args.val_images, progress=False)
         weights = str(Path(args.weights).resolve()) if args.weights else str(train(args, data, size, "[2/4]").resolve())
         write_bag(data, "cityscapes", bag, "[3/4]")

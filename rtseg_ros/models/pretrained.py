@@ -147,7 +147,8 @@ def markdown_table() -> str:
                      f"| {100 * w.val_miou:.1f} % | {w.path.stat().st_size / 2**20:.1f} MB | {w.trained} "
                      f"| `{w.sha256[:16]}…` |")
     for model, stand_in in STAND_INS.items():
-        lines.append(f"| - | {model} | | | | | runs `{shipped_for(model).name}`: the same architecture as {stand_in} | |")
+        lines.append(f"| - | {model} | | | | | runs `{shipped_for(model).name}`: the same architecture as "
+                     f"{stand_in} | |")
     for model, (reason, command) in NOT_SHIPPED.items():
         lines.append(f"| - | {model} | | | | | not shipped: {reason}; `{command}` | |")
     return "\n".join(lines)

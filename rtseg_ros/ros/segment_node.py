@@ -202,9 +202,9 @@ class SegmentNode(Node):
         if note:
             log.info(note)
         if seg.random_weights:
-            log.warning(f"weights:={pretrained.RANDOM}: model {facts['model']} runs with RANDOM initialisation; its labels are "
-                        f"meaningless (plumbing checks only). Set weights:=/path/to/checkpoint.pt, leave weights "
-                        f"empty for the model's shipped weights, or weights:={pretrained.DEFAULT}")
+            log.warning(f"weights:={pretrained.RANDOM}: model {facts['model']} runs with RANDOM initialisation; "
+                        "its labels are meaningless (plumbing checks only). Set weights:=/path/to/checkpoint.pt, "
+                        f"leave weights empty for the model's shipped weights, or weights:={pretrained.DEFAULT}")
 
     # -- parameters ----------------------------------------------------------------------------------
     def _check_parameters(self, changed: list[Parameter]) -> SetParametersResult:

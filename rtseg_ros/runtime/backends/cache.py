@@ -103,7 +103,8 @@ def engine_folder(loaded, cache_dir: str | Path | None) -> Path:
 
 def onnx_path(loaded, cache_dir: str | Path | None, precision: str) -> Path:
     """``<cache>/<model>-<classes>c-<weights digest>-<precision>.onnx``."""
-    return base_folder(loaded, cache_dir) / f"{loaded.name}-{loaded.dataset.num_classes}c-{loaded.weights_digest}-{precision}.onnx"
+    name = f"{loaded.name}-{loaded.dataset.num_classes}c-{loaded.weights_digest}-{precision}.onnx"
+    return base_folder(loaded, cache_dir) / name
 
 
 def int8_missing(loaded, path: Path) -> str:
