@@ -2,6 +2,7 @@
 
     ros2 launch rtseg_ros segment.launch.py image:=/camera/image_raw
     ros2 launch rtseg_ros segment.launch.py model:=ddrnet23_slim weights:=/path/to/best.pt device:=cuda
+    ros2 launch rtseg_ros segment.launch.py managed:=true   # a lifecycle node: ros2 lifecycle set ... configure
 
 Every segment_node parameter is a launch argument (`--show-args` lists them). Parameters come from
 config/segment.yaml, then `params_file`, then the arguments given on the command line (last wins); an
@@ -15,8 +16,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from rtseg_ros.ros.launch_args import (SEGMENT_LAUNCH_ONLY, log_level, node_arguments, node_env, node_parameters,
-                                       parse_bool, require_rviz)
+from rtseg_ros.ros.launch_args import (SEGMENT_LAUNCH_ONLY, log_level, node_arguments, node_env, node_options,
+                                       node_parameters, parse_bool, require_rviz)
 
 ARGUMENTS = [*SEGMENT_LAUNCH_ONLY, *node_arguments()]
 
@@ -35,6 +36,7 @@ def launch_setup(context):
         namespace=given["namespace"],
         parameters=[*node_parameters(f"{config}/segment.yaml", given), {"use_sim_time": use_sim_time}],
         remappings=[("image", given["image"])],
+        arguments=node_options(given),
         ros_arguments=["--log-level", log_level(given["log_level"])],
         additional_env=node_env(given, config),
         output="screen",

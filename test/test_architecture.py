@@ -86,8 +86,8 @@ def module_level_imports(path: Path) -> set[str]:
 
 def test_the_benchmark_cli_loads_without_ros():
     # rtseg-bench --pipeline/--models run where ROS is not installed: its rclpy parts are imported only when
-    # run (node_measure) or run as their own processes (transport_probe).
-    rclpy_parts = ("node_measure", "transport_probe")
+    # run (node_measure, stack) or run as their own processes (transport_probe).
+    rclpy_parts = ("node_measure", "stack", "transport_probe")
     for path in (PACKAGE / "bench").glob("*.py"):
         if path.stem not in rclpy_parts:
             loaded = module_level_imports(path)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "segment.launch.py"
 REPLAY = ROOT / "launch" / "replay.launch.py"
 LAUNCH_ONLY_DEFAULTS = {"image": "/camera/image_raw", "params_file": "", "namespace": "", "use_sim_time": "false",
-                        "log_level": "info", "rviz": "false", "transport_profile": "true"}
+                        "log_level": "info", "rviz": "false", "managed": "false", "transport_profile": "true"}
 
 
 def launch_imports(path) -> set[str]:
@@ -255,8 +255,9 @@ def test_launched_nodes_run_with_the_shipped_transport_profile(launch_args, path
     from rtseg_ros.ros.transport import PROFILE_ENV, PROFILE_ENVS, PROFILE_NAME
 
     config = str(ROOT / "config")
-    assert launch_args.node_env({"transport_profile": "true"}, config, {}) == {
-        name: f"{config}/{PROFILE_NAME}" for name in PROFILE_ENVS}
+    for distro, name in (("kilted", PROFILE_ENVS[0]), ("jazzy", PROFILE_ENVS[1])):
+        assert launch_args.node_env({"transport_profile": "true"}, config, {"ROS_DISTRO": distro}) == {
+            name: f"{config}/{PROFILE_NAME}"}
     assert launch_args.node_env({"transport_profile": "false"}, config, {}) == {}
     assert launch_args.node_env({"transport_profile": "true"}, config, {PROFILE_ENV: "/mine.xml"}) == {}
     with pytest.raises(ValueError, match="transport_profile"):
@@ -264,3 +265,11 @@ def test_launched_nodes_run_with_the_shipped_transport_profile(launch_args, path
     text = path.read_text()
     nodes = text.count("Node(\n") - text.count("rviz = Node(")
     assert text.count("additional_env=") == nodes and "node_env(given, config)" in text
+
+
+def test_managed_launch_argument_starts_the_lifecycle_node(launch_args):
+    assert launch_args.node_options({"managed": "true"}) == ["--managed"]
+    assert launch_args.node_options({"managed": "false"}) == launch_args.node_options({}) == []
+    with pytest.raises(ValueError, match="managed:='yes' must be true or false"):
+        launch_args.node_options({"managed": "yes"})
+    assert "arguments=node_options(given)" in LAUNCH.read_text()

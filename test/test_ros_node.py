@@ -25,12 +25,13 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from rtseg_ros.common import stamp_to_ns  # noqa: E402
 from rtseg_ros.ros import params  # noqa: E402
 from rtseg_ros.runtime.backends import resolve_backend  # noqa: E402
 from rtseg_ros.ros.conversions import array_of  # noqa: E402
 from rtseg_ros.ros.diagnostics import (ERROR, OK, WARN, FrameStats, Limits, ThrottledLog,  # noqa: E402
                                        segmentation_status)
-from rtseg_ros.ros.segment_node import SegmentNode, StartupError  # noqa: E402
+from rtseg_ros.ros.segment_node import ManagedSegmentNode, SegmentNode, StartupError  # noqa: E402
 
 # This module's own DDS domain (other test modules use others), varied by process so that two test runs
 # on one machine do not see each other's nodes.
@@ -157,11 +158,11 @@ class Harness:
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
 
-    def node(self, name, cli_args=None, namespace=None, **overrides) -> SegmentNode:
+    def node(self, name, cli_args=None, namespace=None, node_class=SegmentNode, **overrides) -> SegmentNode:
         values = {**SMALL, **overrides}
-        node = SegmentNode(name, context=self.context, cli_args=cli_args, namespace=namespace,
-                           use_global_arguments=False,
-                           parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+        node = node_class(name, context=self.context, cli_args=cli_args, namespace=namespace,
+                          use_global_arguments=False,
+                          parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
         self.executor.add_node(node)
         self.nodes.append(node)
         return node
@@ -756,3 +757,148 @@ def test_console_script_with_a_parameter_missing_its_value_exits_with_one_line()
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1, lines
     assert "invalid ROS arguments" in lines[0] and "'-p model:='" in lines[0] and "Traceback" not in lines[0]
+
+
+# -- managed (lifecycle) node ----------------------------------------------------------------------------
+def call(ros, service_type, name, request):
+    client = ros.client.create_client(service_type, name)
+    assert client.wait_for_service(timeout_sec=10), f"no service {name}"
+    future = client.call_async(request)
+    wait_for(future.done, timeout=60.0, what=f"{name} response")  # a liveness bound, as in set_parameters
+    ros.client.destroy_client(client)
+    return future.result()
+
+
+def transition(ros, node_name, label) -> bool:
+    """``ros2 lifecycle set <node> <label>`` through the node's change_state service."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    ids = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
+           "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
+           "shutdown": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN}
+    request = ChangeState.Request(transition=Transition(id=ids[label]))
+    return call(ros, ChangeState, f"/{node_name}/change_state", request).success
+
+
+def state_of(ros, node_name) -> str:
+    from lifecycle_msgs.srv import GetState
+
+    return call(ros, GetState, f"/{node_name}/get_state", GetState.Request()).current_state.label
+
+
+def test_managed_node_walks_the_lifecycle(ros):
+    """Unconfigured holds nothing; configure loads the model without subscribing; activate segments;
+    deactivate lets go of the camera and keeps the model; cleanup frees it; activate works again after a
+    new configure."""
+    node = ros.node("managed_seg", cli_args=["--ros-args", "-r", "image:=/managed/image"],
+                    node_class=ManagedSegmentNode)
+    pub = ros.publisher(Image, "/managed/image")
+    labels = ros.collect(Image, "/managed_seg/labels")
+    assert state_of(ros, "managed_seg") == "unconfigured" and node.segmenter is None
+    assert ros.client.count_publishers("/managed_seg/labels") == 0
+    assert transition(ros, "managed_seg", "configure") and state_of(ros, "managed_seg") == "inactive"
+    assert node.segmenter is not None and pub.get_subscription_count() == 0  # loaded, not listening
+    for cycle in range(2):
+        assert transition(ros, "managed_seg", "activate") and state_of(ros, "managed_seg") == "active"
+        wait_for(lambda: pub.get_subscription_count() == 1 and node.image_pubs["labels"].get_subscription_count(),
+                 what="the camera subscription and the labels subscriber")
+        msg = frame_msg(scene(), frame_id=f"cycle{cycle}")
+        assert publish_until(pub, msg, labels).header.frame_id == f"cycle{cycle}"
+        assert transition(ros, "managed_seg", "deactivate") and state_of(ros, "managed_seg") == "inactive"
+        wait_for(lambda: pub.get_subscription_count() == 0, what="the camera released")
+        assert node.segmenter is not None
+    answered = node.stats.totals["published"]
+    pub.publish(frame_msg(scene(), frame_id="inactive"))
+    time.sleep(0.5)
+    assert node.stats.totals["published"] == answered  # inactive: nothing computed
+    assert transition(ros, "managed_seg", "cleanup") and state_of(ros, "managed_seg") == "unconfigured"
+    assert node.segmenter is None
+    wait_for(lambda: ros.client.count_publishers("/managed_seg/labels") == 0, what="the publishers gone")
+    assert transition(ros, "managed_seg", "shutdown") and state_of(ros, "managed_seg") == "finalized"
+
+
+def test_a_failed_configure_is_one_line_and_a_fixed_parameter_configures(ros, monkeypatch):
+    node = ros.node("managed_bad", node_class=ManagedSegmentNode, weights="/nonexistent/best.pt")
+    errors = []
+    monkeypatch.setattr(node.get_logger(), "error", errors.append)
+    assert not transition(ros, "managed_bad", "configure")
+    assert state_of(ros, "managed_bad") == "unconfigured" and node.segmenter is None
+    assert len(errors) == 1 and "configure failed" in errors[0] and "/nonexistent/best.pt" in errors[0]
+    # unconfigured, start-up parameters may change: configure reads them all
+    assert all(r.successful for r in set_parameters(ros, "managed_bad", weights="random"))
+    assert transition(ros, "managed_bad", "configure") and node.segmenter.random_weights
+    assert not set_parameters(ros, "managed_bad", weights="/other.pt")[0].successful  # configured: start-up only
+
+
+def test_console_script_managed_starts_unconfigured_and_segments_once_active(ros):
+    labels = ros.collect(Image, "/script_managed/labels")
+    process = subprocess.Popen(
+        console_script() + ["--managed", "--ros-args", "-r", "__node:=script_managed", "-r",
+                            "image:=/script_managed_cam/image", *sum((["-p", f"{k}:={v}"] for k, v in SMALL.items()), [])],
+        env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert state_of(ros, "script_managed") == "unconfigured"
+        assert transition(ros, "script_managed", "configure") and transition(ros, "script_managed", "activate")
+        pub = ros.publisher(Image, "/script_managed_cam/image")
+        wait_for(lambda: pub.get_subscription_count() == 1, timeout=30, what="the managed script's subscription")
+        publish_until(pub, frame_msg(scene(), frame_id="managed_script"), labels, timeout=30)
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=20)[0]
+        assert process.returncode == 0 and "Traceback" not in output, output
+        assert "configured in" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+# -- labels in 3D ------------------------------------------------------------------------------------------
+def depth_msg(depth_mm: np.ndarray, stamp, frame_id="camera_optical"):
+    h, w = depth_mm.shape
+    msg = Image(height=h, width=w, encoding="16UC1", step=2 * w, data=depth_mm.astype("<u2").tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def test_points_carry_the_labels_in_3d_with_the_frames_header(ros):
+    from sensor_msgs.msg import PointCloud2
+
+    from rtseg_ros.ros.conversions import points_of
+    from rtseg_ros.runtime.points import POINT_DTYPE
+
+    node = ros.node("seg_3d", cli_args=["--ros-args", "-r", "image:=/cam_3d/image_raw"], depth="/cam_3d/depth",
+                    depth_tolerance_ms=5.0)
+    points, labels = ros.collect(PointCloud2, "/seg_3d/points"), ros.collect(Image, "/seg_3d/labels")
+    image_pub, depth_pub = ros.publisher(Image, "/cam_3d/image_raw"), ros.publisher(Image, "/cam_3d/depth")
+    info_pub = ros.publisher(CameraInfo, "/cam_3d/camera_info")
+    fx, cx, cy = 100.0, 79.5, 47.5
+    info = CameraInfo(width=W, height=H, k=[fx, 0, cx, 0, fx, cy, 0, 0, 1])
+    wait_for(lambda: node.points_pub.get_subscription_count() and depth_pub.get_subscription_count(),
+             what="points subscriber and depth subscription")
+    wait_for(lambda: (info_pub.publish(info), node._camera_info is not None)[1], what="camera_info")
+    depth = np.full((H, W), 2000, np.uint16)
+    depth[:, :40] = 0  # no reading on the left
+    stamp = now_stamp()
+    depth_pub.publish(depth_msg(depth, (stamp[0], stamp[1] + 1000)))  # 1 µs off: within the tolerance
+    wait_for(lambda: len(node._depths) > 0, what="the depth image queued")
+    cloud = publish_until(image_pub, frame_msg(scene(), frame_id="camera_optical", stamp=stamp), points)
+    label_msg = next(m for m in labels if stamp_of(m) == stamp)
+    xyz = points_of(cloud, POINT_DTYPE)
+    assert (cloud.height, cloud.width, cloud.header.frame_id) == (H, W, "camera_optical")
+    assert np.array_equal(xyz["label"], array_of(label_msg))
+    assert np.isnan(xyz["z"][:, :40]).all() and np.allclose(xyz["z"][:, 40:], 2.0)
+    assert xyz["x"][10, 100] == pytest.approx((100 - cx) * 2.0 / fx, abs=1e-3)
+    assert xyz["y"][10, 100] == pytest.approx((10 - cy) * 2.0 / fx, abs=1e-3)
+    # a frame without depth of its stamp, and a depth image of another view: counted, labels still published
+    late = frame_msg(scene(seed=1), frame_id="no_depth", stamp=(stamp[0] + 5, 0))
+    publish_until(image_pub, late, labels)
+    wait_for(lambda: node.stats.totals["depth_unmatched"] >= 1, what="depth_unmatched counted")
+    square = (stamp[0] + 6, 0)
+    depth_pub.publish(depth_msg(np.full((H, H), 2000, np.uint16), square))
+    wait_for(lambda: len(node._depths) and stamp_to_ns(node._depths[-1].header.stamp) == square[0] * 10**9,
+             what="the square depth image queued")
+    publish_until(image_pub, frame_msg(scene(seed=2), frame_id="square", stamp=square), labels)
+    wait_for(lambda: node.stats.totals["depth_refused"] >= 1, what="depth_refused counted")
+

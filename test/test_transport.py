@@ -36,14 +36,25 @@ def test_profile_is_a_default_participant_with_large_shared_memory_and_udp():
     assert rtps.findtext("dds:useBuiltinTransports", namespaces=NS) == "false"
 
 
+def test_without_ros_distro_the_installed_wheels_decide_the_name():
+    pytest.importorskip("rclpy", reason="ROS 2 wheels not installed")
+    from importlib.metadata import version
+
+    jazzy_wheels = version("ros-rclpy").startswith("7.")  # rclpy 7.x: Jazzy, with Fast DDS 2.x
+    assert profile_env({}) == {PROFILE_ENVS[1] if jazzy_wheels else PROFILE_ENV: str(PROFILE)}
+
+
 def test_profile_applies_unless_disabled_or_the_user_has_their_own():
     assert shipped_profile() == PROFILE
-    assert profile_env({}) == {name: str(PROFILE) for name in PROFILE_ENVS}  # Fast DDS 3.x and 2.x (Jazzy)
+    # the name this Fast DDS reads: 3.x (Kilted) warns on every participant when the 2.x name is set too
+    assert profile_env({"ROS_DISTRO": "kilted"}) == {PROFILE_ENV: str(PROFILE)}
+    assert profile_env({"ROS_DISTRO": "jazzy"}) == {PROFILE_ENVS[1]: str(PROFILE)}
     assert profile_env({PROFILE_ENV: "/mine.xml"}) == {}  # the user's file wins
     assert profile_env({"FASTRTPS_DEFAULT_PROFILES_FILE": "/mine.xml"}) == {}  # under either name
     assert profile_env({}, enabled=False) == {}
     assert profile_env({}, profile="/nonexistent/profile.xml") == {}
-    assert child_env(environ={"A": "1"}) == {"A": "1", **{name: str(PROFILE) for name in PROFILE_ENVS}}
+    assert child_env(environ={"A": "1", "ROS_DISTRO": "kilted"}) == {"A": "1", "ROS_DISTRO": "kilted",
+                                                                     PROFILE_ENV: str(PROFILE)}
     # the test suite itself runs without it: only the processes the tools start get it
     assert os.environ.get(PROFILE_ENV) != str(PROFILE)
 

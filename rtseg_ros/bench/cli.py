@@ -14,6 +14,9 @@
   --transport bare image transport between two processes (publisher → subscriber, no node): 640×480 and
               1280×720 at 30 Hz, 2048×1024 at 10 Hz; best effort and reliable; Fast DDS defaults vs the
               shipped profile; the subscription converting to a Python Image vs taking serialized bytes
+  --lifecycle segment_node --managed in each lifecycle state (unconfigured, inactive, active, inactive
+              again, cleaned up) with a camera publishing all along: resident memory, CPU, frames answered
+  --points    the node with a depth camera, ~/labels only vs ~/labels and ~/points subscribed, same frames
   --gpu-check all of the GPU figures in one run of at most 9 minutes (scripts/gpu_check.sh installs
               TensorRT first); --quick rehearses it on a CPU with small sizes
 Prints a Markdown table and writes JSON (``--json``).
@@ -44,13 +47,15 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--models", nargs="*", metavar="MODEL", help="forward speed per model (none named: all)")
     mode.add_argument("--node", action="store_true", help="the ROS node vs bare transport and the Segmenter")
     mode.add_argument("--transport", action="store_true", help="bare transport between two processes")
+    mode.add_argument("--lifecycle", action="store_true", help="RSS and CPU of the managed node in each state")
+    mode.add_argument("--points", action="store_true", help="the node with and without ~/points subscribed")
     mode.add_argument("--gpu-check", action="store_true",
                       help="the one GPU check: CUDA tests, --models, --pipeline, allocations, fp16 agreement, "
                            "TensorRT; writes gpu_check.json and gpu_check.md into --out")
     parser.add_argument("--out", type=Path, default=Path("gpu_check"), help="--gpu-check: output folder")
     parser.add_argument("--quick", action="store_true", help="--gpu-check: small sizes (the CPU rehearsal)")
     parser.add_argument("--budget", type=float, default=540.0, help="--gpu-check: seconds for the whole run (default 540)")
-    parser.add_argument("--model", default="farsee", help="model for --pipeline/--node (default farsee)")
+    parser.add_argument("--model", default="farsee", help="model for --pipeline/--node/--lifecycle/--points (default farsee: its shipped weights)")
     parser.add_argument("--size", type=parse_size, nargs="+",
                         help="frame size(s) H x W (default: 1024x2048; --node: 480x640 720x1280 1024x2048)")
     parser.add_argument("--input-size", type=parse_size, help="network input H x W (default: the model's)")
@@ -64,14 +69,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--neighbour", nargs="+", default=["none"], choices=tuple(NEIGHBOURS),
                         help="--models on the CPU: also measure beside a process keeping the cores busy: torch "
                              "(a matrix loop on all cores, like another network) or busy (Python loops)")
-    parser.add_argument("--seconds", type=float, default=3.0,
-                        help="--models: timed seconds per configuration, at least 5 calls on the CPU (default 3)")
+    parser.add_argument("--seconds", type=float,
+                        help="--models: timed seconds per configuration, at least 5 calls on the CPU (default 3); "
+                             "--lifecycle/--points: seconds measured per state (default 10)")
     parser.add_argument("--threads", type=int, help="CPU threads of every engine (default: torch's, one per core)")
     parser.add_argument("--rates", type=float, nargs="+", default=[10.0], help="input rates in Hz (--node, default 10)")
     parser.add_argument("--peak", action="store_true",
                         help="--node: search the highest input rate with < 5 %% of frames lost, per size")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
-                        help="segment_node parameter for --node (repeatable), e.g. device:=cuda")
+                        help="segment_node parameter for --node, --lifecycle, --points (repeatable), "
+                             "e.g. device:=cuda")
     parser.add_argument("--no-transport-profile", dest="transport_profile", action="store_false",
                         help="--node with Fast DDS's default transports (the shipped profile is the default)")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -84,6 +91,18 @@ def main(argv: list[str] | None = None) -> None:
         report = run_gpu_check(args.out, quick=args.quick, budget_s=args.budget)
         print((args.out / "gpu_check.md").read_text())
         rows = [report]
+    elif args.lifecycle or args.points:
+        from rtseg_ros.bench.stack import bench_lifecycle, bench_points, lifecycle_table, points_table
+
+        os.environ.update(profile_env(os.environ, args.transport_profile))
+        params = {"model": args.model, **dict(p.split(":=", 1) for p in args.node_param)}
+        size = (args.size or [(480, 640)])[0]
+        if args.lifecycle:
+            rows = bench_lifecycle(params, size, args.rates[0], seconds=args.seconds or 10.0)
+            print(lifecycle_table(rows))
+        else:
+            rows = bench_points(params, size, args.rates[0], seconds=args.seconds or 10.0)
+            print(points_table(rows))
     elif args.transport:
         from rtseg_ros.bench.transport import SIZES, bench_transport, transport_table
 
@@ -96,13 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     elif args.models is not None and args.device == "cpu":
         if args.threads:
             torch.set_num_threads(args.threads)
-        rows = bench_engines(args.models or available_models(), sizes, args.engines, args.neighbour, args.seconds)
+        rows = bench_engines(args.models or available_models(), sizes, args.engines, args.neighbour, args.seconds or 3.0)
         print(engines_table(rows, args.engines))
         if any(n != "none" for n in args.neighbour):
             print("\n" + load_table(rows, args.engines))
     elif args.models is not None:
         rows = bench_models(args.models or available_models(), sizes, args.device, args.precision,
-                            [g == "on" for g in args.graphs], args.seconds)
+                            [g == "on" for g in args.graphs], args.seconds or 3.0)
         print(models_table(rows))
     else:
         from rtseg_ros.bench.node import SIZES, bench_node, markdown_table, peak_rate, peak_table

@@ -10,7 +10,7 @@ import copy
 import json
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from ..data.labels import DatasetInfo
 
@@ -25,6 +25,32 @@ def fill_image(msg: Image, pixels: np.ndarray, encoding: str, header) -> Image:
     msg.header = header
     msg.height, msg.width, msg.encoding, msg.step, msg.is_bigendian = height, width, encoding, width * channels, 0
     return msg
+
+
+# PointCloud2 fields of runtime.points.POINT_DTYPE (x, y, z float32; label, confidence uint8; 16 bytes a point).
+POINT_FIELDS = [PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
+                PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
+                PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
+                PointField(name="label", offset=12, datatype=PointField.UINT8, count=1),
+                PointField(name="confidence", offset=13, datatype=PointField.UINT8, count=1)]
+
+
+def fill_points(msg: PointCloud2, points: np.ndarray, header) -> PointCloud2:
+    """Copy ``points`` (H×W organised, or N unorganised, of ``POINT_DTYPE``) into ``msg`` with ``header``;
+    NaN points mark pixels without a depth reading, so an organised cloud is not dense."""
+    height, width = points.shape if points.ndim == 2 else (1, points.shape[0])
+    if len(msg.data) != points.nbytes:
+        msg.data = array.array("B", bytes(points.nbytes))
+    np.frombuffer(msg.data, np.uint8)[:] = np.ascontiguousarray(points).view(np.uint8).ravel()
+    msg.header, msg.height, msg.width, msg.fields = header, height, width, POINT_FIELDS
+    msg.is_bigendian, msg.point_step, msg.row_step = False, points.dtype.itemsize, points.dtype.itemsize * width
+    msg.is_dense = points.ndim == 1
+    return msg
+
+
+def points_of(msg: PointCloud2, dtype: np.dtype) -> np.ndarray:
+    """A PointCloud2 of ``dtype`` points as height × width (a view; for tests and tools)."""
+    return np.frombuffer(msg.data, dtype).reshape(msg.height, msg.width)
 
 
 def array_of(msg: Image) -> np.ndarray:

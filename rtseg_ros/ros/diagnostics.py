@@ -165,7 +165,9 @@ class FrameStats:
                                f"{name}_max_ms": _fmt(series.max())})
         for stage, total in stages.items():
             values[f"stage_{stage}_ms"] = _fmt(total / max(window["published"], 1))
-        for key in ("received", "published", "replaced", "skipped_no_subscribers", "stale", "lost", "unstamped"):
+        depth_keys = tuple(key for key in ("points", "depth_unmatched", "depth_refused") if key in totals)
+        for key in ("received", "published", "replaced", "skipped_no_subscribers", "stale", "lost", "unstamped",
+                    *depth_keys):
             values[f"frames_{key}"] = str(totals[key])
         values["frames_replaced_period"] = str(window["replaced"])
         values["errors"] = str(sum(errors.values()))

@@ -30,6 +30,8 @@ SEGMENT_LAUNCH_ONLY = (
     ("use_sim_time", "false", "use /clock, e.g. when replaying a bag"),
     LOG_LEVEL_ARGUMENT,
     ("rviz", "false", "start RViz with config/rtseg.rviz (input image and overlay); needs rviz2 installed"),
+    ("managed", "false", "start segment_node as a lifecycle node, unconfigured: `ros2 lifecycle set "
+                         "/segment_node configure`, then `activate` (or a lifecycle manager) bring it up"),
     TRANSPORT_PROFILE_ARGUMENT,
 )
 # Arguments of replay.launch.py that are not segment_node parameters.
@@ -101,6 +103,11 @@ def node_parameters(package_config: str, given: dict[str, str],
         entries.append(params_file)
     entries.append(node_overrides(given))
     return entries
+
+
+def node_options(given: dict[str, str]) -> list[str]:
+    """segment_node's own command-line options (``arguments=``): ``--managed`` for managed:=true."""
+    return ["--managed"] if parse_bool("managed", given.get("managed", "false")) else []
 
 
 def log_level(text: str) -> str:

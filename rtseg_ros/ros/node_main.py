@@ -25,8 +25,10 @@ def _interrupt_once(signum, frame) -> None:
 
 
 def node_main(argv: list[str] | None, prog: str, summary: str, doc: str, usage: str, table: tuple[Param, ...],
-              make_node: Callable, startup_errors: tuple[type[BaseException], ...], run: Callable) -> int:
-    """Parse ``--help``, init rclpy, build the node with ``make_node()`` and return ``run(node)``.
+              make_node: Callable, startup_errors: tuple[type[BaseException], ...], run: Callable,
+              add_options: Callable | None = None) -> int:
+    """Parse ``--help`` (and the node's own options, added by ``add_options(parser)``), init rclpy, build the
+    node with ``make_node(**options)`` and return ``run(node)``.
 
     ``doc`` is the module docstring; its text after the first paragraph describes the node in ``--help``.
     """
@@ -40,14 +42,16 @@ def node_main(argv: list[str] | None, prog: str, summary: str, doc: str, usage: 
     except rclpy_implementation.RCLInvalidROSArgsError as exc:  # e.g. "-p model:=" with no value
         reason = str(exc).split(". Error:")[0].removeprefix("Failed to parse ROS arguments: ")
         parser.exit(2, f"{prog}: error: invalid ROS arguments: {reason} (an empty string is -p name:=\"''\")\n")
-    parser.parse_args(own_args)
+    if add_options is not None:
+        add_options(parser)
+    options = vars(parser.parse_args(own_args))
     # Before rclpy.init, whose handler calls it. Not restored: this is a console script's whole process, and a
     # late SIGINT must not turn its exit into a traceback.
     signal.signal(signal.SIGINT, _interrupt_once)
     rclpy.init(args=[prog, *argv])
     try:
         try:
-            node = make_node()
+            node = make_node(**options)
         except startup_errors as exc:
             rclpy.logging.get_logger(prog).fatal(f"cannot start: {exc}")
             return 1

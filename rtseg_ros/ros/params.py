@@ -78,6 +78,14 @@ PARAMETERS: tuple[Param, ...] = (
           range=(1, 2**31 - 1)),
     Param("transport", "raw", "subscribe `image` (raw, sensor_msgs/Image) or `image/compressed` "
           "(compressed, sensor_msgs/CompressedImage, JPEG/PNG)", choices=("raw", "compressed")),
+    Param("depth", "", "depth image topic registered to the colour camera (16UC1 millimetres or 32FC1 metres, "
+          "e.g. /camera/aligned_depth_to_color/image_raw); set: ~/points carries the labels in 3D; empty: no depth"),
+    Param("depth_tolerance_ms", 0.0, "a depth image belongs to the colour frame whose stamp is within this of its "
+          "own; 0: the stamps must be equal (one driver stamping both)", range=(0.0, 1000.0)),
+    Param("points_drop_invalid", False, "~/points holds only points with a depth reading (unorganised); false: "
+          "height x width, pixel-aligned with ~/labels, NaN where depth is missing", live=True),
+    Param("points_classes", "", "classes kept in ~/points, comma-separated names or train ids (road,car,person); "
+          "empty: every class"),
     Param("engine_cache_dir", "", "where ONNX exports, INT8 models and TensorRT/OpenVINO engines are cached; "
           "empty: $RTSEG_CACHE, else ~/.cache/rtseg_ros; kept under $RTSEG_CACHE_MAX_MB (2048) by evicting the least "
           "recently used; random weights are never cached"),
@@ -131,6 +139,12 @@ def check_live_change(name: str, value: Value) -> str | None:
         return (f"{name} is read at start-up only (it selects what the node loads or subscribes to): restart the "
                 f"node with -p {name}:=... to change it. Live parameters: {live}")
     return check_value(name, value)
+
+
+def check_unconfigured_change(name: str, value: Value) -> str | None:
+    """Why ``ros2 param set name value`` is refused on an unconfigured managed node, where every parameter may
+    change because configure reads them all (None: accepted)."""
+    return check_value(name, value) if name in BY_NAME else None
 
 
 def check_config(values: dict[str, Value]) -> list[str]:

@@ -12,13 +12,21 @@ the node):
     out  ~/labels (mono8 train ids), ~/color (rgb8), ~/overlay (rgb8), ~/confidence (mono8, off by default),
          ~/camera_info (matches the published resolution), ~/class_info (std_msgs/String JSON, transient
          local), /diagnostics (about once per second)
+    with depth:=<topic> (a depth image registered to the camera, 16UC1 mm or 32FC1 m): ~/points
+         (sensor_msgs/PointCloud2, x y z label confidence in the camera's optical frame, with the frame's header)
+
+``--managed`` (launch: managed:=true) makes it a lifecycle node (``ManagedSegmentNode``): it starts
+unconfigured; configure loads the weights and builds the engine, activate subscribes and publishes,
+deactivate lets go of the camera and keeps the model, cleanup frees the model and the engine.
 """
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,27 +37,32 @@ from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_policy_name_from_kind
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
 from rtseg_ros.common import stamp_to_ns
 from rtseg_ros.data.encodings import BadFrame, FrameDecoder
 from rtseg_ros.models import pretrained
 from rtseg_ros.ros import params
-from rtseg_ros.ros.conversions import class_info_json, fill_image, scale_camera_info
+from rtseg_ros.ros.conversions import class_info_json, fill_image, fill_points, scale_camera_info
 from rtseg_ros.ros.diagnostics import (FrameStats, Limits, SequenceGaps, ThrottledLog, segmentation_status,
                                        to_array)
 from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.ros.qos import DIAGNOSTICS_QOS, INPUT_QOS, LATCHED_QOS, OUTPUT_QOS
 from rtseg_ros.runtime.latest import LatestSlot
+from rtseg_ros.runtime.points import BadDepth, back_project, depth_metres, fit_depth, parse_classes
 from rtseg_ros.runtime.segmenter import STAGES, Segmenter
 
 IMAGE_OUTPUTS = ("labels", "color", "overlay", "confidence")
 ENCODING = {"labels": "mono8", "color": "rgb8", "overlay": "rgb8", "confidence": "mono8"}
 FLAG = {"color": "publish_color", "overlay": "publish_overlay", "confidence": "publish_confidence"}
+POINT_INPUTS = ("labels", "confidence")  # what ~/points needs from the Segmenter
+
+DEPTH_QUEUE = 10  # depth images kept for matching to colour frames (a third of a second at 30 Hz)
 
 # Start-up failures the user can fix; reported as one line, no traceback.
 STARTUP_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError, ImportError, ParameterException)
@@ -77,43 +90,92 @@ class SegmentNode(Node):
 
     def __init__(self, node_name: str = "segment_node", *, context=None, namespace: str | None = None,
                  cli_args: list[str] | None = None, parameter_overrides: list[Parameter] | None = None,
-                 use_global_arguments: bool = True):
+                 use_global_arguments: bool = True, managed: bool = False):
         super().__init__(node_name, context=context, namespace=namespace, cli_args=cli_args,
                          parameter_overrides=parameter_overrides, use_global_arguments=use_global_arguments)
         self._worker = None
+        self._active = False
+        self.segmenter: Segmenter | None = None  # None while unconfigured (managed)
+        self.live: dict = {}
+        for param in params.PARAMETERS:
+            self.declare_parameter(param.name, param.default, params.descriptor(param))
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        if managed:
+            return  # the lifecycle transitions (ManagedSegmentNode) do the rest
         try:
-            self.config = self._declare_parameters()
-            self.segmenter = self._load_segmenter()
+            self._configure()
         except STARTUP_ERRORS as exc:
             super().destroy_node()
             raise StartupError(_message(exc)) from None
-        self.live = {p.name: self.config[p.name] for p in params.PARAMETERS if p.live}
-        self.add_on_set_parameters_callback(self._check_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._activate()
 
+    # -- the four phases: configure, activate, deactivate, cleanup -------------------------------------
+    def _configure(self) -> None:
+        """Read the parameters, load the weights, build the engine (the slow part) and create the publishers."""
+        self.config = self._read_parameters()
+        segmenter = self._load_segmenter()
+        self.points_classes = parse_classes(self.config["points_classes"], segmenter.dataset.class_names)
+        self.segmenter = segmenter
+        self.live = {p.name: self.config[p.name] for p in params.PARAMETERS if p.live}
         self.stats = FrameStats()
         self.throttle = ThrottledLog()
         self._gaps = SequenceGaps()
         self.decoder = FrameDecoder(self.config["max_input_pixels"])
         self.latest = LatestSlot(max_fps=self.live["max_fps"])  # callback → worker; latest frame wins
         self._image: str | None = None  # the last frame segmented, as "WxH encoding", for diagnostics
-        self._network_input = self.segmenter.input_size  # the last frame's network input (H, W)
+        self._network_input = segmenter.input_size  # the last frame's network input (H, W)
         self._camera_info: CameraInfo | None = None
+        self._depths: deque[Image] = deque(maxlen=DEPTH_QUEUE)
+        self._depths_lock = threading.Lock()
         self._qos_problems: dict[str, str] = {}
         self._out_msgs = {name: Image() for name in IMAGE_OUTPUTS}
-
-        self._create_topics()
+        self._points_msg = PointCloud2()
+        self._create_publishers()
         self._publish_class_info()
+
+    def _activate(self) -> None:
+        """Subscribe to the camera and start the worker and /diagnostics."""
+        self.latest = LatestSlot(max_fps=self.live["max_fps"])
+        self._create_subscriptions()
         self._diagnostics_timer = self.create_timer(self.config["diagnostics_period"], self._publish_diagnostics,
                                                     clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self._worker = threading.Thread(target=self._work, name=f"{node_name}-worker", daemon=True)
+        self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}-worker", daemon=True)
         self._worker.start()
+        self._active = True
         self._log_startup()
 
+    def _deactivate(self) -> None:
+        """Let go of the camera and stop computing; the model, engine and publishers stay."""
+        self._active = False
+        for sub in (self.image_sub, self.camera_info_sub, self.depth_sub):
+            if sub is not None:
+                self.destroy_subscription(sub)
+        self.image_sub = self.camera_info_sub = self.depth_sub = None
+        self._stop_worker()
+        self.destroy_timer(self._diagnostics_timer)
+        with self._depths_lock:
+            self._depths.clear()
+
+    def _cleanup(self) -> None:
+        """Free the model, the engine and their buffers, and the publishers."""
+        for pub in (*self.image_pubs.values(), self.camera_info_pub, self.class_info_pub, self.points_pub,
+                    self.diagnostics_pub):
+            self.destroy_publisher(pub)
+        on_cuda = self.segmenter.device.type == "cuda"
+        self.segmenter = None
+        gc.collect()
+        if on_cuda:
+            torch.cuda.empty_cache()
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None:
+            self.latest.close()
+            self._worker.join(timeout=10.0)
+            self._worker = None
+
     # -- start-up ------------------------------------------------------------------------------------
-    def _declare_parameters(self) -> dict:
-        for param in params.PARAMETERS:
-            self.declare_parameter(param.name, param.default, params.descriptor(param))
+    def _read_parameters(self) -> dict:
         values = {p.name: self.get_parameter(p.name).value for p in params.PARAMETERS}
         problems = params.check_config(values)
         if problems:
@@ -148,7 +210,18 @@ class SegmentNode(Node):
         self.get_logger().info(f"engine ready for {width}x{height} frames in {time.monotonic() - started:.1f} s")
         return segmenter
 
-    def _create_topics(self) -> None:
+    def _create_publishers(self) -> None:
+        def output(name, msg_type, qos):
+            events = PublisherEventCallbacks(incompatible_qos=functools.partial(self._on_output_qos, name))
+            return self.create_publisher(msg_type, f"~/{name}", qos, event_callbacks=events)
+
+        self.image_pubs = {name: output(name, Image, OUTPUT_QOS) for name in IMAGE_OUTPUTS}
+        self.camera_info_pub = output("camera_info", CameraInfo, OUTPUT_QOS)
+        self.class_info_pub = output("class_info", String, LATCHED_QOS)
+        self.points_pub = output("points", PointCloud2, OUTPUT_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+
+    def _create_subscriptions(self) -> None:
         c = self.config
         input_qos = INPUT_QOS[c["input_qos"]]
         if c["transport"] == "compressed":
@@ -157,19 +230,12 @@ class SegmentNode(Node):
         else:
             self.input_topic, input_type = self.resolve_topic_name("image"), Image
         self._input = (input_type, self.input_topic, input_qos)
-        self.image_sub = self._subscribe_input(*self._input) if c["enabled"] else None
+        self.image_sub = self._subscribe_input(*self._input) if self.live["enabled"] else None
         self.camera_info_topic = self._camera_info_topic()
         self.camera_info_sub = self.create_subscription(CameraInfo, self.camera_info_topic, self._on_camera_info,
                                                         input_qos)
-
-        def output(name, msg_type, qos):
-            events = PublisherEventCallbacks(incompatible_qos=functools.partial(self._on_output_qos, name))
-            return self.create_publisher(msg_type, f"~/{name}", qos, event_callbacks=events)
-
-        self.image_pubs = {name: output(name, Image, OUTPUT_QOS) for name in IMAGE_OUTPUTS}
-        self.camera_info_pub = output("camera_info", CameraInfo, OUTPUT_QOS)
-        self.class_info_pub = output("class_info", String, LATCHED_QOS)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+        self.depth_sub = self.create_subscription(Image, c["depth"], self._on_depth, input_qos) \
+            if c["depth"] else None
 
     def _subscribe_input(self, msg_type, topic: str, qos: QoSProfile):
         # Frames lost in transport are counted from sequence gaps in _on_image, not from DDS sample-lost
@@ -208,20 +274,24 @@ class SegmentNode(Node):
 
     # -- parameters ----------------------------------------------------------------------------------
     def _check_parameters(self, changed: list[Parameter]) -> SetParametersResult:
+        # Unconfigured (managed), every parameter may change: configure reads them all.
+        check = params.check_live_change if self.segmenter is not None else params.check_unconfigured_change
         for param in changed:
-            reason = params.check_live_change(param.name, param.value)
+            reason = check(param.name, param.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, changed: list[Parameter]) -> None:
+        if self.segmenter is None:
+            return  # unconfigured: configure reads the values
         updates = params.normalise({p.name: p.value for p in changed if p.name in self.live})
         self.live = {**self.live, **updates}  # one assignment: the worker sees old or new, never half
         if "max_fps" in updates:
             self.latest.set_max_fps(updates["max_fps"])  # a worker waiting for its turn re-plans
         for name, value in updates.items():
             self.get_logger().info(f"{name} set to {value}")
-        if "enabled" in updates:
+        if "enabled" in updates and self._active:
             self._set_enabled(updates["enabled"])
 
     def _set_enabled(self, enabled: bool) -> None:
@@ -246,6 +316,10 @@ class SegmentNode(Node):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+
+    def _on_depth(self, msg: Image) -> None:
+        with self._depths_lock:
+            self._depths.append(msg)
 
     def _on_input_qos(self, info) -> None:
         policy = qos_policy_name_from_kind(info.last_policy_kind)
@@ -293,11 +367,13 @@ class SegmentNode(Node):
             self._reject(exc.cause, str(exc))
             return
         outputs = self._wanted_outputs()
-        if not outputs:
+        points = self.depth_sub is not None and self.points_pub.get_subscription_count() > 0
+        if not outputs and not points:
             self.stats.count("skipped_no_subscribers")
             return
+        computed = tuple(name for name in IMAGE_OUTPUTS if name in outputs or points and name in POINT_INPUTS)
         t1 = time.perf_counter()
-        result = self.segmenter(image, encoding, outputs=outputs, overlay_alpha=self.live["overlay_alpha"])
+        result = self.segmenter(image, encoding, outputs=computed, overlay_alpha=self.live["overlay_alpha"])
         t2 = time.perf_counter()
         as_sent = msg.format if isinstance(msg, CompressedImage) else msg.encoding
         image_text = f"{image.shape[1]}x{image.shape[0]} {as_sent}"
@@ -311,6 +387,8 @@ class SegmentNode(Node):
         if self._camera_info is not None and self.camera_info_pub.get_subscription_count():
             info = scale_camera_info(self._camera_info, image.shape[:2], result.output_hw, header)
             self.camera_info_pub.publish(info)
+        if points:
+            self._publish_points(result, image.shape[:2], header, stamp_ns)
         t3 = time.perf_counter()
 
         latency_ms = None
@@ -321,6 +399,39 @@ class SegmentNode(Node):
         stages = {"decode": 1e3 * (t1 - t0), **{s: result.timings_ms.get(s, 0.0) for s in STAGES},
                   "publish": 1e3 * (t3 - t2)}
         self.stats.published(latency_ms, (time.monotonic_ns() - received_ns) / 1e6, stages, 1e3 * (t2 - t1))
+
+    def _publish_points(self, result, image_hw: tuple[int, int], header, stamp_ns: int) -> None:
+        # Matched after inference, so a depth image stamped with the frame has had the inference time to arrive.
+        depth_msg = self._matching_depth(stamp_ns)
+        if depth_msg is None:
+            self.stats.count("depth_unmatched")
+            return
+        try:
+            if self._camera_info is None:
+                raise BadDepth(f"no camera_info on {self.camera_info_topic} yet: ~/points needs the intrinsics")
+            depth = depth_metres(depth_msg.encoding, depth_msg.height, depth_msg.width, depth_msg.step,
+                                 depth_msg.data, depth_msg.is_bigendian, self.config["max_input_pixels"])
+            k = scale_camera_info(self._camera_info, image_hw, result.output_hw, header).k
+            cloud = back_project(fit_depth(depth, result.output_hw), k, result.labels, result.confidence,
+                                 self.points_classes, self.live["points_drop_invalid"])
+        except BadDepth as exc:
+            self.stats.count("depth_refused")
+            held = self.throttle.check("depth")
+            if held is not None:
+                more = f" ({held} more since the last report)" if held else ""
+                self.get_logger().warning(f"no ~/points for this frame: {exc}{more}")
+            return
+        self.points_pub.publish(fill_points(self._points_msg, cloud, header))
+        self.stats.count("points")
+
+    def _matching_depth(self, stamp_ns: int) -> Image | None:
+        """The queued depth image stamped nearest to ``stamp_ns``, if within depth_tolerance_ms."""
+        with self._depths_lock:
+            queued = list(self._depths)
+        offsets = [abs(stamp_to_ns(msg.header.stamp) - stamp_ns) for msg in queued]
+        if not offsets or min(offsets) > self.config["depth_tolerance_ms"] * 1e6:
+            return None
+        return queued[offsets.index(min(offsets))]
 
     def _log_reallocation(self, before: str, now: str, outputs: tuple[str, ...]) -> None:
         # Throttled: a stream alternating between sizes reallocates on every frame, but says so once per period.
@@ -352,10 +463,57 @@ class SegmentNode(Node):
 
     # -- shutdown ------------------------------------------------------------------------------------
     def destroy_node(self) -> None:
-        if self._worker is not None:
-            self.latest.close()
-            self._worker.join(timeout=10.0)
+        self._stop_worker()
         super().destroy_node()
+
+
+class ManagedSegmentNode(LifecycleNodeMixin, SegmentNode):
+    """segment_node as a lifecycle (managed) node, for stacks that bring their nodes up and down (Nav2's
+    lifecycle manager, ``ros2 lifecycle set``). It starts unconfigured, holding nothing but its parameters.
+
+    configure: read the parameters, load the weights, build the engine (timed in the log); a failure is one
+    line and the node stays unconfigured, so a corrected parameter and a new configure work. activate:
+    subscribe and publish. deactivate: let go of the camera and stop computing, keeping the model.
+    cleanup: free the model, the engine and the publishers. shutdown: from any state, cleanly.
+    """
+
+    def __init__(self, node_name: str = "segment_node", **options):
+        SegmentNode.__init__(self, node_name, managed=True, **options)
+        LifecycleNodeMixin.__init__(self)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        started = time.monotonic()
+        try:
+            self._configure()
+        except STARTUP_ERRORS as exc:
+            self.get_logger().error(f"configure failed: {_message(exc)}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"configured in {time.monotonic() - started:.1f} s: {self.segmenter.loaded.name} "
+                               f"on {self.segmenter.backend_name}; activate to subscribe")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._activate()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        self.get_logger().info("deactivated: camera released, model kept")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        self.get_logger().info("cleaned up: model and engine freed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self._deactivate()
+        if self.segmenter is not None:
+            self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    on_error = on_shutdown  # back to unconfigured, holding nothing
 
 
 def spin(node: SegmentNode) -> int:
@@ -368,10 +526,19 @@ def spin(node: SegmentNode) -> int:
     return 0
 
 
+def make_node(managed: bool = False) -> SegmentNode:
+    return ManagedSegmentNode() if managed else SegmentNode()
+
+
+def add_options(parser) -> None:
+    parser.add_argument("--managed", action="store_true",
+                        help="start as a lifecycle node, unconfigured (ros2 lifecycle set /segment_node configure)")
+
+
 def main(argv: list[str] | None = None) -> int:
     return node_main(argv, "segment_node", "ROS 2 real-time semantic segmentation node.", __doc__,
                      "segment_node --ros-args -p model:=farsee -r image:=/camera/image_raw", params.PARAMETERS,
-                     SegmentNode, (StartupError,), spin)
+                     make_node, (StartupError,), spin, add_options)
 
 
 if __name__ == "__main__":
