@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..data.datasets import DatasetLayoutError, open_dataset
 from ..data.encodings import to_rgb
-from ..data.labels import IGNORE_INDEX, DatasetInfo, get_dataset_info
+from ..data.labels import DATASET_NAMES, IGNORE_INDEX, DatasetInfo, get_dataset_info
 from ..fileio import write_bytes_atomic
 from ..runtime.segmenter import Segmenter
 from ..common import parse_size
@@ -40,7 +40,7 @@ def parse_args(argv):
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--bag", type=Path, help="rosbag2 folder (e.g. from rtseg-make-bag)")
     source.add_argument("--data-root", type=Path, help="dataset folder (Cityscapes layout or CamVid)")
-    p.add_argument("--dataset", default="cityscapes", choices=("cityscapes", "camvid"),
+    p.add_argument("--dataset", default="cityscapes", choices=DATASET_NAMES,
                    help="dataset of --data-root, and class table of bags (default cityscapes)")
     p.add_argument("--split", default="val", help="split of --data-root (default val)")
     p.add_argument("--image-topic", default=IMAGE_TOPIC, help=f"bag image topic (default {IMAGE_TOPIC})")

@@ -38,7 +38,7 @@ from std_msgs.msg import String
 
 from rtseg_ros.common import stamp_to_ns
 from rtseg_ros.data.encodings import BadFrame, FrameDecoder, to_rgb
-from rtseg_ros.data.labels import get_dataset_info
+from rtseg_ros.data.labels import DATASET_NAMES, get_dataset_info
 from rtseg_ros.eval.metrics import ConfusionMatrix
 from rtseg_ros.eval.report import Samples, build_report, write_report
 from rtseg_ros.ros.conversions import dataset_from_class_info
@@ -49,7 +49,7 @@ from rtseg_ros.ros.qos import LATCHED_QOS, RELIABLE_QUEUE_QOS
 PARAMETERS = (
     Param("out_dir", "eval_out", "folder for report.json, report.md and the plots"),
     Param("dataset", "cityscapes", "class table used until (or unless) ~/class_info arrives",
-          choices=("cityscapes", "camvid")),
+          choices=DATASET_NAMES),
     Param("samples", 6, "sample rows in samples.png; 0: none, and the image topic is not subscribed",
           range=(0, 64)),
     Param("drain_timeout_s", 10.0, "a ground truth without prediction this long is a dropped frame; after ~/done, "

@@ -14,7 +14,7 @@ from torch import nn
 from rtseg_ros.common import parse_size
 from rtseg_ros.models.checkpoint import inference_checkpoint, load_checkpoint, save_checkpoint
 from rtseg_ros.models.pretrained import file_sha256
-from rtseg_ros.data.labels import DATASETS
+from rtseg_ros.data.labels import DATASET_NAMES
 from rtseg_ros.runtime.backends.cache import cache_cap_bytes, cache_entries, cache_root, clear_cache
 from rtseg_ros.runtime.backends.int8 import CALIBRATION_METHODS, DEFAULT_CALIBRATION_FRAMES
 from rtseg_ros.runtime.choices import INSTALL_HINTS, PRECISIONS
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="calibrate the INT8 model precision:=int8 runs (OpenVINO or ONNX Runtime) on frames "
                              "from --calib-root, and store it in the engine cache (and at --out if given)")
     parser.add_argument("--calib-root", type=Path, help="--int8: a dataset folder the readers accept")
-    parser.add_argument("--calib-dataset", choices=DATASETS,
+    parser.add_argument("--calib-dataset", choices=DATASET_NAMES,
                         help="--int8: layout of --calib-root (default: the weights' dataset)")
     parser.add_argument("--calib-split", default="train", help="--int8: split to take frames from (default train)")
     parser.add_argument("--calib-frames", type=int, default=DEFAULT_CALIBRATION_FRAMES,

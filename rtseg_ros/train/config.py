@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from ..data.labels import DATASET_NAMES
 from ..models.registry import get_entry
 
 DEFAULTS: dict = {
@@ -149,7 +150,7 @@ SCALE_RANGE = Rule("a list [low, high] of finite numbers with 0 < low <= high",
 SCHEMA: dict[str, Rule] = {  # "section.key" -> Rule, one per value of DEFAULTS (a test keeps them in step)
     "model.name": optional(TEXT), "model.aux": optional(FLAG), "model.options": MAPPING,
     "model.pretrained_backbone": optional(TEXT),
-    "data.dataset": choice("cityscapes", "camvid"), "data.root": optional(TEXT), "data.train_split": TEXT,
+    "data.dataset": choice(*DATASET_NAMES), "data.root": optional(TEXT), "data.train_split": TEXT,
     "data.val_split": TEXT, "data.num_workers": number(integer=True), "data.check": FLAG,
     "data.mean": optional(numbers(3, hi=1)), "data.std": optional(numbers(3, lo=1e-6)),
     "train.batch_size": number(1, integer=True), "train.iters": optional(number(1, integer=True)),
