@@ -17,7 +17,7 @@ from rtseg_ros.models.pretrained import file_sha256
 from rtseg_ros.data.labels import DATASET_NAMES
 from rtseg_ros.runtime.backends.cache import cache_cap_bytes, cache_entries, cache_root, clear_cache
 from rtseg_ros.runtime.backends.int8 import CALIBRATION_METHODS, DEFAULT_CALIBRATION_FRAMES
-from rtseg_ros.runtime.choices import INSTALL_HINTS, PRECISIONS
+from rtseg_ros.runtime.choices import BACKEND_PRECISIONS, INSTALL_HINTS
 from rtseg_ros.runtime.export import DEFAULT_OPSET, export_onnx, onnx_parity
 from rtseg_ros.runtime.weights import load_model
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--argmax", action="store_true", help="bake upsampling + argmax in: output uint8 labels")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--build-engine", action="store_true", help="also build (and cache) the TensorRT engine")
-    parser.add_argument("--precision", default="fp16", choices=[p for p in PRECISIONS if p != "int8"],
+    parser.add_argument("--precision", default="fp16", choices=BACKEND_PRECISIONS["tensorrt"],
                         help="TensorRT precision")
     parser.add_argument("--engine-cache-dir", help="where ONNX exports, INT8 models and engines are cached "
                                                    "(default $RTSEG_CACHE, else ~/.cache/rtseg_ros)")
