@@ -26,7 +26,7 @@ from ..data.labels import DATASET_NAMES, IGNORE_INDEX, DatasetInfo, get_dataset_
 from ..fileio import write_bytes_atomic
 from ..runtime.segmenter import Segmenter
 from ..common import parse_size
-from ..runtime.choices import BACKENDS, PRECISIONS
+from ..runtime.choices import BACKENDS, PRECISIONS, resolve_device
 from .bag import IMAGE_TOPIC, LABELS_TOPIC, BagError, labelled_frames
 from .metrics import ConfusionMatrix
 from .report import Samples, build_report, write_report
@@ -104,7 +104,7 @@ def evaluate(args) -> dict:
         info = get_dataset_info(args.dataset)
         meta = {"source": str(args.bag), "predictions": args.pred_topic}
     else:
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        device = resolve_device(args.device)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: no CUDA device is available here (use --device cpu)")
         segmenter = Segmenter(args.model, weights=args.weights, device=device, backend=args.backend,

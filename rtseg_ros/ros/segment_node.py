@@ -44,11 +44,11 @@ from rtseg_ros.ros.diagnostics import (FrameStats, Limits, SequenceGaps, Throttl
                                        to_array)
 from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.ros.qos import DIAGNOSTICS_QOS, INPUT_QOS, LATCHED_QOS, OUTPUT_QOS
+from rtseg_ros.runtime.choices import OUTPUT_ENCODINGS as ENCODING, OUTPUTS as IMAGE_OUTPUTS, resolve_device
 from rtseg_ros.runtime.latest import LatestSlot
 from rtseg_ros.runtime.segmenter import STAGES, Segmenter
+from rtseg_ros.topics import DIAGNOSTICS_TOPIC
 
-IMAGE_OUTPUTS = ("labels", "color", "overlay", "confidence")
-ENCODING = {"labels": "mono8", "color": "rgb8", "overlay": "rgb8", "confidence": "mono8"}
 FLAG = {"color": "publish_color", "overlay": "publish_overlay", "confidence": "publish_confidence"}
 
 # Start-up failures the user can fix; reported as one line, no traceback.
@@ -124,7 +124,7 @@ class SegmentNode(Node):
         c = self.config
         if c["cpu_threads"]:
             torch.set_num_threads(c["cpu_threads"])
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if c["device"] == "auto" else c["device"]
+        device = resolve_device(c["device"])
         input_size = (c["input_height"], c["input_width"]) if c["input_width"] else None
         model, weights = pretrained.choose(c["model"], c["weights"])
         segmenter = Segmenter(model, weights=weights, device=device, backend=c["backend"],
@@ -169,7 +169,7 @@ class SegmentNode(Node):
         self.image_pubs = {name: output(name, Image, OUTPUT_QOS) for name in IMAGE_OUTPUTS}
         self.camera_info_pub = output("camera_info", CameraInfo, OUTPUT_QOS)
         self.class_info_pub = output("class_info", String, LATCHED_QOS)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
 
     def _subscribe_input(self, msg_type, topic: str, qos: QoSProfile):
         # Frames lost in transport are counted from sequence gaps in _on_image, not from DDS sample-lost
