@@ -27,7 +27,8 @@ from ..fileio import write_bytes_atomic
 from ..runtime.segmenter import Segmenter
 from ..common import parse_size
 from ..runtime.choices import BACKENDS, PRECISIONS, resolve_device
-from .bag import IMAGE_TOPIC, LABELS_TOPIC, BagError, labelled_frames
+from ..topics import IMAGE_TOPIC, LABELS_TOPIC
+from .bag import BagError, labelled_frames
 from .metrics import ConfusionMatrix
 from .report import Samples, build_report, write_report
 
