@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from rtseg_ros.bench import SIZES
 from rtseg_ros.bench.engines import ENGINES, EXTRA_ENGINES, NEIGHBOURS, bench_engines, engines_table, load_table
 from rtseg_ros.bench.models import bench_models, models_table
 from rtseg_ros.bench.pipeline import bench_pipeline, pipeline_table
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         print((args.out / "gpu_check.md").read_text())
         rows = [report]
     elif args.transport:
-        from rtseg_ros.bench.transport import SIZES, bench_transport, transport_table
+        from rtseg_ros.bench.transport import bench_transport, transport_table
 
         rows = bench_transport(args.size or SIZES, args.frames or 100)
         print(transport_table(rows))
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
                             [g == "on" for g in args.graphs], args.seconds)
         print(models_table(rows))
     else:
-        from rtseg_ros.bench.node import SIZES, bench_node, markdown_table, peak_rate, peak_table
+        from rtseg_ros.bench.node import bench_node, markdown_table, peak_rate, peak_table
 
         # Before rclpy starts here: the profile applies to this process's publisher and to the node started.
         os.environ.update(profile_env(os.environ, args.transport_profile))
