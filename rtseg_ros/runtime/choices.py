@@ -52,6 +52,9 @@ def missing_engine(backend: str) -> str:
     return (f"backend '{backend}' needs the Python packages {' and '.join(ENGINE_MODULES[backend])}, not all "
             f"importable here: {INSTALL_HINTS[backend]}; or use backend:=auto or backend:=torch")
 
+# Device names a choice list offers (rtseg-train; the node and rtseg-eval also take cuda:N).
+DEVICES = ("auto", "cpu", "cuda")
+
 
 def resolve_device(name: str) -> str:
     """``device:=auto`` made concrete: the first CUDA GPU when torch sees one, else the CPU; any other name

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..data.datasets import DatasetLayoutError
 from ..data.labels import DATASET_NAMES
 from ..models.checkpoint import CheckpointError, load_checkpoint
+from ..runtime.choices import DEVICES
 from .config import ConfigError, available_recipes, find_model_recipe, load_yaml, parse_override, resolve
 from .data import DataCheckError
 
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="data loader processes per training process")
     p.add_argument("--pretrained-backbone", metavar="FILE",
                    help="torchvision-format ImageNet weights (a path, or a file name in torch's hub cache)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", choices=DEVICES)
     p.add_argument("--seed", type=int)
     p.add_argument("--stop-at", type=int, metavar="ITER",
                    help="stop after this iteration (last.pt written) without changing the schedule; resume later")

@@ -16,6 +16,7 @@ import yaml
 
 from ..data.labels import DATASET_NAMES
 from ..models.registry import get_entry
+from ..runtime.choices import DEVICES
 
 DEFAULTS: dict = {
     "model": {
@@ -175,7 +176,7 @@ SCHEMA: dict[str, Rule] = {  # "section.key" -> Rule, one per value of DEFAULTS 
     "eval.max_images": optional(number(1, integer=True)),
     "checkpoint.every": number(integer=True),
     "log.every": number(integer=True), "log.num_images": number(integer=True), "log.tensorboard": FLAG,
-    "runtime.seed": number(hi=2**32 - 1, integer=True), "runtime.device": choice("auto", "cpu", "cuda"),
+    "runtime.seed": number(hi=2**32 - 1, integer=True), "runtime.device": choice(*DEVICES),
     "runtime.amp": choice("auto", True, False), "runtime.amp_dtype": choice("float16", "bfloat16"),
     "runtime.channels_last": choice("auto", True, False), "runtime.deterministic": FLAG, "runtime.sync_bn": FLAG,
     "runtime.dist_backend": TEXT,
