@@ -25,8 +25,7 @@ from torch import nn
 from rtseg_ros.data.encodings import DIRECT
 from rtseg_ros.data.labels import DatasetInfo
 from rtseg_ros.runtime.backends import make_runner, resolve_backend
-from rtseg_ros.runtime.choices import (BACKEND_PRECISIONS, INT8_BACKENDS, OUTPUT_RESOLUTIONS, OUTPUTS, PRECISION_DTYPES,
-                                      UPSAMPLES)
+from rtseg_ros.runtime.choices import INT8_BACKENDS, OUTPUT_RESOLUTIONS, OUTPUTS, PRECISION_DTYPES, UPSAMPLES
 from rtseg_ros.runtime.folding import fold_batchnorm
 from rtseg_ros.runtime.weights import LoadedModel, load_model
 
@@ -71,7 +70,7 @@ def device_context(device: torch.device, stream: torch.cuda.Stream | None) -> co
 def check_precision(precision: str, backend: str, capability: tuple[int, int] | None) -> None:
     """Refuse, in one line, a precision the backend or the GPU (compute ``capability``; None on the CPU)
     cannot run as asked."""
-    if backend == "onnxruntime" and precision not in BACKEND_PRECISIONS["onnxruntime"]:
+    if backend == "onnxruntime" and precision == "bf16":
         raise ValueError("backend 'onnxruntime' runs fp32 or fp16, not bf16: use backend:=torch or backend:=tensorrt")
     if precision == "int8" and backend not in INT8_BACKENDS:
         raise ValueError(f"precision int8 runs on backend openvino or onnxruntime (an INT8 model made by "
