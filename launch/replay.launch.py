@@ -20,7 +20,6 @@ from launch_ros.substitutions import FindPackageShare
 
 from rtseg_ros.ros.launch_args import (REPLAY_LAUNCH_ONLY, REPLAY_NODE_DEFAULTS, evaluator_remappings, log_level,
                                        node_arguments, node_env, node_parameters, player_parameters)
-from rtseg_ros.topics import IMAGE_TOPIC
 
 ARGUMENTS = [*REPLAY_LAUNCH_ONLY, *node_arguments()]
 
@@ -43,7 +42,7 @@ def launch_setup(context):
         name="segment_node",
         namespace=given["namespace"],
         parameters=node_parameters(f"{config}/segment.yaml", given, REPLAY_NODE_DEFAULTS),
-        remappings=[("image", IMAGE_TOPIC)],
+        remappings=[("image", "/camera/image_raw")],
         ros_arguments=["--log-level", log_level(given["log_level"])],
         additional_env=env,
         output="screen",
