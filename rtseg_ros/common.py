@@ -1,10 +1,12 @@
-"""Small helpers every layer may use: image sizes on command lines, process memory, percentiles, stamps.
+"""Small helpers every layer may use: image sizes on command lines, process memory, percentiles, stamps
+(header stamps of serialized CDR messages too).
 
 Bottom layer: imports nothing from rtseg_ros (and no ROS), so any module can take these from here.
 """
 from __future__ import annotations
 
 import argparse
+import struct
 from typing import Iterable
 
 import numpy as np
@@ -49,3 +51,22 @@ def stamp_to_ns(stamp) -> int:
 def ns_to_stamp(ns: int) -> tuple[int, int]:
     """Integer ns → ``(sec, nanosec)`` for a ``builtin_interfaces/Time``."""
     return divmod(ns, NS_PER_S)
+
+
+def cdr_byte_order(raw: bytes | memoryview) -> str:
+    """``struct``'s byte-order prefix for a serialized CDR message (encapsulation 0x0001: little-endian,
+    0x0000: big-endian)."""
+    return "<" if raw[1] == 1 else ">"
+
+
+def cdr_stamp(raw: bytes | memoryview) -> int:
+    """Header stamp (ns) of a serialized message whose first field is a ``std_msgs/Header``."""
+    sec, nanosec = struct.unpack_from(cdr_byte_order(raw) + "iI", raw, 4)
+    return sec * NS_PER_S + nanosec
+
+
+def cdr_header(raw: bytes | memoryview) -> tuple[int, str]:
+    """Header stamp (ns) and frame_id of such a message (CDR: 4-byte encapsulation, int32 sec, uint32
+    nanosec, uint32 length + frame_id bytes with its NUL)."""
+    (length,) = struct.unpack_from(cdr_byte_order(raw) + "I", raw, 12)
+    return cdr_stamp(raw), bytes(raw[16:16 + length - 1]).decode()

@@ -6,7 +6,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rtseg_ros"
 
 # Bottom to top: a module may import from its own layer and the layers below it, never from above.
 LAYERS = (
-    ("common", "fileio", "__init__"),  # shared helpers: import nothing of rtseg_ros
+    ("common", "fileio", "topics", "__init__"),  # shared helpers and names: import nothing of rtseg_ros
     ("models",),
     ("data",),
     ("runtime",),
@@ -93,3 +93,50 @@ def test_the_benchmark_cli_loads_without_ros():
             loaded = module_level_imports(path)
             assert not {n for n in loaded if n.split(".")[0] in ROS_MODULES}, path
             assert not {f"rtseg_ros.bench.{part}" for part in rclpy_parts} & set(loaded), path
+
+
+# ------------------------------------------------------------------------------ one home per fact (rule 3)
+def _facts() -> tuple[dict[str, str], dict[frozenset, str]]:
+    """(topic name → its home module, choice set → its home module), read from the homes themselves."""
+    from rtseg_ros import topics
+    from rtseg_ros.data.labels import DATASET_NAMES
+    from rtseg_ros.runtime import choices
+
+    names = {value: "rtseg_ros/topics.py" for key, value in vars(topics).items() if key.endswith("_TOPIC")}
+    home = "rtseg_ros/runtime/choices.py"
+    sets = {frozenset(DATASET_NAMES): "rtseg_ros/data/labels.py"}
+    for values in (choices.BACKENDS, choices.PRECISIONS, choices.INT8_BACKENDS, choices.OUTPUTS, choices.DEVICES,
+                   choices.OUTPUT_RESOLUTIONS, choices.UPSAMPLES, *choices.BACKEND_PRECISIONS.values()):
+        sets[frozenset(values)] = home
+    return names, sets
+
+
+def _string_lists(tree: ast.AST):
+    """(line, set of strings) for every tuple, list or set literal made only of strings (two or more), and
+    for every call's positional arguments when they are all strings (``choice("a", "b")``)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            items = node.elts
+        elif isinstance(node, ast.Call):
+            items = node.args
+        else:
+            continue
+        if len(items) > 1 and all(isinstance(i, ast.Constant) and isinstance(i.value, str) for i in items):
+            yield node.lineno, frozenset(i.value for i in items)
+
+
+def test_topic_names_and_choice_lists_are_typed_out_once():
+    # A topic name or a choice list (datasets, outputs, output_resolution, upsample, backends, precisions,
+    # which backend runs which precision, devices) written again outside its home drifts from it: import it instead.
+    names, sets = _facts()
+    wrong = []
+    for path in modules():
+        where = str(path.relative_to(PACKAGE.parent))
+        tree = ast.parse(path.read_text(), where)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and names.get(node.value, where) != where:
+                wrong.append(f"{where}:{node.lineno} {node.value!r} (defined in {names[node.value]})")
+        for line, values in _string_lists(tree):
+            if sets.get(values, where) != where:
+                wrong.append(f"{where}:{line} {sorted(values)} (defined in {sets[values]})")
+    assert not wrong, "typed out again, import it from its home:\n" + "\n".join(wrong)

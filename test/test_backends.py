@@ -1,5 +1,4 @@
 """CPU engines: OpenVINO and ONNX Runtime against torch, the compiled-model cache, backend:=auto, INT8."""
-import os
 import sys
 import types
 from pathlib import Path
@@ -12,9 +11,9 @@ from rtseg_ros.runtime.backends import importable, resolve_backend
 from rtseg_ros.runtime.choices import AUTO_ORDER
 from rtseg_ros.runtime.segmenter import Segmenter, check_precision
 
+from helpers import CAMVID
+
 MODEL, NET = "farsee", (64, 128)
-ROOT = Path(__file__).resolve().parents[1]
-CAMVID = Path(os.environ.get("RTSEG_CAMVID", ROOT.parent / "shared" / "datasets" / "camvid"))
 needs_camvid = pytest.mark.skipif(not (CAMVID / "val").is_dir(), reason=f"CamVid not found at {CAMVID}")
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,8 @@ from rtseg_ros.data.labels import get_dataset_info
 from rtseg_ros.eval.bag import IMAGE_TOPIC, LABELS_TOPIC, TYPESTORE, load_frames
 from rtseg_ros.tools import make_bag
 
-ROOT = Path(__file__).resolve().parents[1]
-CAMVID = Path(os.environ.get("RTSEG_CAMVID", ROOT.parent / "shared" / "datasets" / "camvid"))
+from helpers import CAMVID
+
 pytestmark = pytest.mark.skipif(not (CAMVID / "val").is_dir(), reason=f"CamVid not found at {CAMVID}")
 
 

@@ -211,10 +211,11 @@ def test_replay_launch_starts_what_rtseg_replay_starts(launch_args):
     for executable, module in modules.items():
         assert f'executable="{executable}"' in text
         assert f'"{executable} = {module}:main"' in setup
-    # the evaluator's default topics name the nodes as both starters do
+    # the evaluator's default topics (names from rtseg_ros/topics.py) name the nodes as both starters do
+    from rtseg_ros import topics as topic_names
+
     source = ast.parse((ROOT / "rtseg_ros" / "ros" / "evaluator_node.py").read_text())
-    topics = {n.value for n in ast.walk(source) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-              and n.value.startswith("/") and n.value.count("/") == 2}
+    topics = {getattr(topic_names, n.id) for n in ast.walk(source) if isinstance(n, ast.Name) and n.id.endswith("_TOPIC")}
     assert {"/segment_node/labels", "/segment_node/class_info", "/bag_player/done", "/camera/labels_gt"} <= topics
     assert set(launch_args.EVALUATOR_INPUTS) <= topics
     assert 'name="segment_node"' in text and 'name="bag_player"' in text

@@ -1,5 +1,4 @@
 """Weights shipped with the package: addressable by name, verified by sha256, and good on real CamVid frames."""
-import os
 import shutil
 from pathlib import Path
 
@@ -11,8 +10,9 @@ from rtseg_ros.models import pretrained
 from rtseg_ros.models.checkpoint import build_with_weights, read_checkpoint
 from rtseg_ros.runtime import Segmenter
 
+from helpers import CAMVID
+
 ROOT = Path(__file__).resolve().parents[1]
-CAMVID = Path(os.environ.get("RTSEG_CAMVID", ROOT.parent / "shared" / "datasets" / "camvid"))
 
 
 def test_every_shipped_file_matches_its_table_entry_and_fits_the_size_budget():

@@ -1,6 +1,7 @@
 """Bag replay through real rclpy/DDS: the player's frames and stamps, the evaluator's matching and drop
 accounting, start-up errors, and rtseg-replay end to end (player + segment_node + evaluator as separate
 processes) agreeing with rtseg-eval offline on the same bag and weights."""
+import functools
 import json
 import os
 import subprocess
@@ -27,22 +28,16 @@ from rtseg_ros.ros.conversions import array_of, fill_image  # noqa: E402
 from rtseg_ros.ros.evaluator_node import Evaluator, frame_accounting  # noqa: E402
 from rtseg_ros.ros.player_node import check_pacing, schedule  # noqa: E402
 
+import helpers  # noqa: E402
+
 DOMAIN_ID = 60 + os.getpid() % 10
+wait_for = functools.partial(helpers.wait_for, timeout=30.0, poll=0.02)  # three processes start slower
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def env():
     return {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-
-
-def wait_for(condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Client:

@@ -33,6 +33,8 @@ from rtseg_ros.ros.diagnostics import (ERROR, OK, WARN, FrameStats, Limits, Thro
                                        segmentation_status)
 from rtseg_ros.ros.segment_node import ManagedSegmentNode, SegmentNode, StartupError  # noqa: E402
 
+from helpers import wait_for  # noqa: E402
+
 # This module's own DDS domain (other test modules use others), varied by process so that two test runs
 # on one machine do not see each other's nodes.
 DOMAIN_ID = 90 + os.getpid() % 10
@@ -181,15 +183,6 @@ class Harness:
             node.destroy_node()
         self.client.destroy_node()
         rclpy.shutdown(context=self.context)
-
-
-def wait_for(condition, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

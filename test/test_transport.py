@@ -89,11 +89,11 @@ def test_a_raw_subscription_reads_stamp_and_frame_id_from_the_serialized_image()
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image
 
-    from rtseg_ros.bench.transport_probe import raw_stamp_ns_and_frame_id
+    from rtseg_ros.common import cdr_header
 
     msg = Image(height=2, width=3, encoding="rgb8", step=9, data=bytes(18))
     msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id = 1_700_000_000, 123_456_789, "41"
-    assert raw_stamp_ns_and_frame_id(serialize_message(msg)) == (1_700_000_000_123_456_789, "41")
+    assert cdr_header(serialize_message(msg)) == (1_700_000_000_123_456_789, "41")
 
 
 def test_transport_bench_measures_one_configuration_and_tabulates_it():

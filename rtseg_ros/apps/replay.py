@@ -23,6 +23,7 @@ from rtseg_ros.ros.player_node import PACINGS
 from rtseg_ros.ros.qos import INPUT_QOS
 from rtseg_ros.ros.transport import child_env
 from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
+from rtseg_ros.topics import IMAGE_TOPIC
 
 
 @dataclass
@@ -89,7 +90,7 @@ def commands(args: Replay) -> dict[str, list[str]]:
                    "precision": args.precision, "input_qos": args.input_qos}
     if args.input_size:
         node_params.update(input_height=args.input_size[0], input_width=args.input_size[1])
-    node = [*python, "rtseg_ros.ros.segment_node", "--ros-args", "-r", "image:=/camera/image_raw"]
+    node = [*python, "rtseg_ros.ros.segment_node", "--ros-args", "-r", f"image:={IMAGE_TOPIC}"]
     for name, value in node_params.items():
         node += ["-p", f"{name}:={value}" if value != "" else f"{name}:=''"]
     for extra in args.node_param:

@@ -4,3 +4,5 @@
 segment_node vs bare rclpy transport; its rclpy part, ``node_measure``, is imported only when run) and
 ``cli`` (the command line).
 """
+
+SIZES = ((480, 640), (720, 1280), (1024, 2048))  # (H, W): the frame sizes --node and --transport send

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from rtseg_ros.bench import SIZES
 from rtseg_ros.bench.engines import ENGINES, EXTRA_ENGINES, NEIGHBOURS, bench_engines, engines_table, load_table
 from rtseg_ros.bench.models import bench_models, models_table
 from rtseg_ros.bench.pipeline import bench_pipeline, pipeline_table
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
             rows = bench_points(params, size, args.rates[0], seconds=args.seconds or 10.0)
             print(points_table(rows))
     elif args.transport:
-        from rtseg_ros.bench.transport import SIZES, bench_transport, transport_table
+        from rtseg_ros.bench.transport import bench_transport, transport_table
 
         rows = bench_transport(args.size or SIZES, args.frames or 100)
         print(transport_table(rows))
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                             [g == "on" for g in args.graphs], args.seconds or 3.0)
         print(models_table(rows))
     else:
-        from rtseg_ros.bench.node import SIZES, bench_node, markdown_table, peak_rate, peak_table
+        from rtseg_ros.bench.node import bench_node, markdown_table, peak_rate, peak_table
 
         # Before rclpy starts here: the profile applies to this process's publisher and to the node started.
         os.environ.update(profile_env(os.environ, args.transport_profile))

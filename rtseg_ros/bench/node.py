@@ -13,7 +13,8 @@ import json
 import os
 from pathlib import Path
 
-SIZES = ((480, 640), (720, 1280), (1024, 2048))  # (H, W)
+from rtseg_ros.bench import SIZES
+
 # Small and fast by default, so the figure is the node's own cost rather than the network's. Frames go
 # reliable: large best-effort frames between processes lose fragments with Fast DDS's default transports.
 NODE_PARAMS = {"model": "farsee", "device": "cpu", "input_width": 128, "input_height": 64, "upsample": "labels",

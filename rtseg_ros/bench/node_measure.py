@@ -40,7 +40,8 @@ from rtseg_ros.data.encodings import DIRECT
 from rtseg_ros.common import ns_to_stamp, percentiles, rss_mib, stamp_to_ns
 from rtseg_ros.ros.diagnostics import status_name
 from rtseg_ros.ros.qos import INPUT_QOS, OUTPUT_QOS
-from rtseg_ros.ros.segment_node import ENCODING
+from rtseg_ros.runtime.choices import OUTPUT_ENCODINGS
+from rtseg_ros.topics import DIAGNOSTICS_TOPIC
 
 INPUT_TOPIC = "/rtseg_bench/image"
 TARGET = "rtseg_bench_target"
@@ -89,7 +90,7 @@ class Harness:
         for name in outputs:
             self.node.create_subscription(Image, f"/{TARGET}/{name}",
                                           lambda msg, info, name=name: self._arrived(msg, info, name), OUTPUT_QOS)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 10)
 
     def _arrived(self, msg: Image, info, name: str) -> None:
         # DDS's reception time, not this callback's: the harness's own publishing must not delay the clock
@@ -314,7 +315,7 @@ def relay_main(argv: list[str]) -> int:
     publishers = {name: node.create_publisher(Image, f"~/{name}", OUTPUT_QOS) for name in outputs}
     messages = {}
     for name in outputs:
-        encoding = ENCODING[name]
+        encoding = OUTPUT_ENCODINGS[name]
         step = width * DIRECT[encoding].channels
         messages[name] = Image(height=height, width=width, encoding=encoding, step=step,
                                data=array.array("B", bytes(step * height)))

@@ -15,23 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import time
 
 import rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
-from rtseg_ros.common import parse_size, percentiles
-
-RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-
-
-def raw_stamp_ns_and_frame_id(data: bytes) -> tuple[int, str]:
-    """The header stamp (ns) and frame_id of a serialized sensor_msgs/Image (CDR: 4-byte encapsulation,
-    int32 sec, uint32 nanosec, uint32 length + frame_id bytes with its NUL)."""
-    sec, nanosec, length = struct.unpack_from("<iII", data, 4)
-    return sec * 1_000_000_000 + nanosec, data[16:16 + length - 1].decode()
+from rtseg_ros.common import cdr_header, parse_size, percentiles
+from rtseg_ros.ros.qos import PROBE_QOS
 
 
 def publish(node, topic: str, qos: QoSProfile, height: int, width: int, count: int, rate_hz: float,
@@ -61,7 +52,7 @@ def subscribe(node, topic: str, qos: QoSProfile, height: int, width: int, count:
         nonlocal full
         received = time.time_ns()
         if raw:
-            stamp, frame_id = raw_stamp_ns_and_frame_id(msg)
+            stamp, frame_id = cdr_header(msg)
             size = len(msg)
             full += size >= expected
         else:
@@ -89,13 +80,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=parse_size, default=(1024, 2048), help="H x W (default 1024x2048)")
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--rate", type=float, default=10.0, help="publisher rate in Hz")
-    parser.add_argument("--qos", choices=tuple(RELIABILITY), default="best_effort")
+    parser.add_argument("--qos", choices=tuple(PROBE_QOS), default="best_effort")
     parser.add_argument("--raw", action="store_true", help="sub: take serialized messages (no conversion)")
     parser.add_argument("--topic", default="rtseg_transport_probe")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before giving up (default 60)")
     parser.add_argument("--idle-s", type=float, default=3.0, help="sub: stop when no frame came for this long")
     args = parser.parse_args(argv)
-    qos = QoSProfile(depth=1, reliability=RELIABILITY[args.qos])
+    qos = PROBE_QOS[args.qos]
     rclpy.init()
     node = rclpy.create_node(f"rtseg_transport_probe_{args.role}")
     try:

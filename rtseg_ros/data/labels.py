@@ -75,6 +75,7 @@ def _camvid() -> DatasetInfo:
 
 
 DATASETS = {"cityscapes": _cityscapes(), "camvid": _camvid()}
+DATASET_NAMES = tuple(DATASETS)  # every dataset= / --dataset choice
 
 
 def get_dataset_info(name: str) -> DatasetInfo:

@@ -23,13 +23,11 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.errors import ReaderError
 from rosbags.typesys import Stores, get_typestore
 
-from ..common import ns_to_stamp, stamp_to_ns
+from ..common import cdr_byte_order, cdr_stamp, ns_to_stamp, stamp_to_ns
 from ..data.encodings import BadFrame, FrameDecoder
+from ..topics import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC
 
 
-IMAGE_TOPIC = "/camera/image_raw"
-CAMERA_INFO_TOPIC = "/camera/camera_info"
-LABELS_TOPIC = "/camera/labels_gt"
 CITYSCAPES_RATE_HZ = 17.0  # Cityscapes' video sequences were recorded at about 17 Hz
 # The message definitions used here are the same from Humble to Kilted; Jazzy's store also records the
 # type hashes that Jazzy and newer rosbag2 expect in the metadata.
@@ -120,18 +118,10 @@ def write_bag(path: str | Path, frames: Iterable[Frame], rate_hz: float = CITYSC
 
 
 # --------------------------------------------------------------------------------------------- reading
-def cdr_stamp(raw: bytes | memoryview) -> int:
-    """Header stamp (ns) of a serialized message whose first field is a ``std_msgs/Header``."""
-    order = "<" if raw[1] == 1 else ">"  # CDR encapsulation: 0x0001 little-endian, 0x0000 big-endian
-    sec, nanosec = struct.unpack_from(order + "iI", raw, 4)
-    return sec * 10**9 + nanosec
-
-
 def restamped(raw: bytes, stamp_ns: int) -> bytes:
     """``raw`` with its header stamp replaced (the stamp is the first field after the 4-byte CDR header)."""
-    order = "<" if raw[1] == 1 else ">"
     out = bytearray(raw)
-    struct.pack_into(order + "iI", out, 4, *divmod(stamp_ns, 10**9))
+    struct.pack_into(cdr_byte_order(raw) + "iI", out, 4, *divmod(stamp_ns, 10**9))
     return bytes(out)
 
 

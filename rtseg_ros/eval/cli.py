@@ -22,12 +22,13 @@ from tqdm import tqdm
 
 from ..data.datasets import DatasetLayoutError, open_dataset
 from ..data.encodings import to_rgb
-from ..data.labels import IGNORE_INDEX, DatasetInfo, get_dataset_info
+from ..data.labels import DATASET_NAMES, IGNORE_INDEX, DatasetInfo, get_dataset_info
 from ..fileio import write_bytes_atomic
 from ..runtime.segmenter import Segmenter
 from ..common import parse_size
-from ..runtime.choices import BACKENDS, PRECISIONS
-from .bag import IMAGE_TOPIC, LABELS_TOPIC, BagError, labelled_frames
+from ..runtime.choices import BACKENDS, PRECISIONS, resolve_device
+from ..topics import IMAGE_TOPIC, LABELS_TOPIC
+from .bag import BagError, labelled_frames
 from .metrics import ConfusionMatrix
 from .report import Samples, build_report, write_report
 
@@ -40,7 +41,7 @@ def parse_args(argv):
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--bag", type=Path, help="rosbag2 folder (e.g. from rtseg-make-bag)")
     source.add_argument("--data-root", type=Path, help="dataset folder (Cityscapes layout or CamVid)")
-    p.add_argument("--dataset", default="cityscapes", choices=("cityscapes", "camvid"),
+    p.add_argument("--dataset", default="cityscapes", choices=DATASET_NAMES,
                    help="dataset of --data-root, and class table of bags (default cityscapes)")
     p.add_argument("--split", default="val", help="split of --data-root (default val)")
     p.add_argument("--image-topic", default=IMAGE_TOPIC, help=f"bag image topic (default {IMAGE_TOPIC})")
@@ -104,7 +105,7 @@ def evaluate(args) -> dict:
         info = get_dataset_info(args.dataset)
         meta = {"source": str(args.bag), "predictions": args.pred_topic}
     else:
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        device = resolve_device(args.device)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: no CUDA device is available here (use --device cpu)")
         segmenter = Segmenter(args.model, weights=args.weights, device=device, backend=args.backend,

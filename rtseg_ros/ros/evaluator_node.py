@@ -32,24 +32,25 @@ import rclpy
 import torch
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSPresetProfiles
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from rtseg_ros.common import stamp_to_ns
 from rtseg_ros.data.encodings import BadFrame, FrameDecoder, to_rgb
-from rtseg_ros.data.labels import get_dataset_info
+from rtseg_ros.data.labels import DATASET_NAMES, get_dataset_info
 from rtseg_ros.eval.metrics import ConfusionMatrix
 from rtseg_ros.eval.report import Samples, build_report, write_report
 from rtseg_ros.ros.conversions import dataset_from_class_info
 from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.ros.params import Param, declare
-from rtseg_ros.ros.qos import LATCHED_QOS, RELIABLE_QUEUE_QOS
+from rtseg_ros.ros.qos import LATCHED_QOS, RELIABLE_QUEUE_QOS, SENSOR_DATA_QOS
+from rtseg_ros.topics import (CLASS_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC, PLAYER_DONE_TOPIC, PLAYER_INFO_TOPIC,
+                              PREDICTIONS_TOPIC)
 
 PARAMETERS = (
     Param("out_dir", "eval_out", "folder for report.json, report.md and the plots"),
     Param("dataset", "cityscapes", "class table used until (or unless) ~/class_info arrives",
-          choices=("cityscapes", "camvid")),
+          choices=DATASET_NAMES),
     Param("samples", 6, "sample rows in samples.png; 0: none, and the image topic is not subscribed",
           range=(0, 64)),
     Param("drain_timeout_s", 10.0, "a ground truth without prediction this long is a dropped frame; after ~/done, "
@@ -105,13 +106,13 @@ class Evaluator(Node):
         self.done_at = self.last_truth_at = None
         self.finished = False
 
-        self.prediction_sub = self.create_subscription(Image, "/segment_node/labels", self._on_prediction, RELIABLE_QUEUE_QOS)
+        self.prediction_sub = self.create_subscription(Image, PREDICTIONS_TOPIC, self._on_prediction, RELIABLE_QUEUE_QOS)
         self.truth_sub = None  # created once predictions can reach us, see _on_timer
-        self.create_subscription(String, "/segment_node/class_info", self._on_class_info, LATCHED_QOS)
-        self.create_subscription(String, "/bag_player/done", self._on_done, LATCHED_QOS)
-        self.create_subscription(String, "/bag_player/info", self._on_player_info, LATCHED_QOS)
+        self.create_subscription(String, CLASS_INFO_TOPIC, self._on_class_info, LATCHED_QOS)
+        self.create_subscription(String, PLAYER_DONE_TOPIC, self._on_done, LATCHED_QOS)
+        self.create_subscription(String, PLAYER_INFO_TOPIC, self._on_player_info, LATCHED_QOS)
         if self.config["samples"]:
-            self.create_subscription(Image, "/camera/image_raw", self._on_image, QoSPresetProfiles.SENSOR_DATA.value)
+            self.create_subscription(Image, IMAGE_TOPIC, self._on_image, SENSOR_DATA_QOS)
         self.create_timer(0.1, self._on_timer)
         self.get_logger().info(f"waiting for ground truth and predictions; report goes to {self.config['out_dir']}")
 
@@ -203,7 +204,7 @@ class Evaluator(Node):
         # Ground truth is subscribed only once the node's labels publisher is matched: a player waiting for
         # this subscription (wait_for_evaluator) then never starts before predictions can reach us.
         if self.truth_sub is None and self.prediction_sub.get_publisher_count() > 0:
-            self.truth_sub = self.create_subscription(Image, "/camera/labels_gt", self._on_truth, RELIABLE_QUEUE_QOS)
+            self.truth_sub = self.create_subscription(Image, LABELS_TOPIC, self._on_truth, RELIABLE_QUEUE_QOS)
             self.get_logger().info("predictions publisher found; subscribed to the ground truth")
         now = time.monotonic()
         if self.done_at is not None:

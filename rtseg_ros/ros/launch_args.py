@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from rtseg_ros.ros.player_node import PACINGS, check_pacing
 from rtseg_ros.ros.params import PARAMETERS, Param, Value, check_value
 from rtseg_ros.ros.transport import PROFILE_NAME, profile_env
+from rtseg_ros.topics import CLASS_INFO_TOPIC, IMAGE_TOPIC, PREDICTIONS_TOPIC
 
 NOT_GIVEN = ("", "''", '""')  # `model:=''` typed in a shell reaches launch as the two quote characters
 
@@ -23,7 +24,7 @@ TRANSPORT_PROFILE_ARGUMENT = (
     "false: Fast DDS's defaults")
 # Arguments of segment.launch.py that are not node parameters: (name, default, description).
 SEGMENT_LAUNCH_ONLY = (
-    ("image", "/camera/image_raw", "input image topic (its sibling camera_info is used when published)"),
+    ("image", IMAGE_TOPIC, "input image topic (its sibling camera_info is used when published)"),
     ("params_file", "", "parameter file applied over config/segment.yaml (its values win over the defaults, "
                         "command-line arguments win over it)"),
     ("namespace", "", "namespace of the node (and of RViz)"),
@@ -50,7 +51,7 @@ REPLAY_LAUNCH_ONLY = (
 # What a replay changes in segment_node's defaults (the files and the command line still win): a reliable
 # subscription measures the network, not transport losses.
 REPLAY_NODE_DEFAULTS = {"input_qos": "reliable"}
-EVALUATOR_INPUTS = ("/segment_node/labels", "/segment_node/class_info")
+EVALUATOR_INPUTS = (PREDICTIONS_TOPIC, CLASS_INFO_TOPIC)
 
 
 def node_arguments(table: tuple[Param, ...] = PARAMETERS) -> list[tuple[str, str, str]]:
@@ -170,4 +171,4 @@ def player_parameters(given: dict[str, str]) -> dict[str, Value]:
         raise ValueError(f"launch argument {problem}")
     # lockstep waits for segment_node's labels, wherever the namespace puts them
     return {"bag": given["bag"], "pacing": pacing, "rate_hz": rate_hz, "wait_for_evaluator": True,
-            "predictions_topic": namespaced(given.get("namespace", ""), "/segment_node/labels")}
+            "predictions_topic": namespaced(given.get("namespace", ""), PREDICTIONS_TOPIC)}

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from rtseg_ros.data.encodings import DEFAULT_MAX_PIXELS
+from rtseg_ros.data.labels import DATASET_NAMES
 from rtseg_ros.ros.qos import INPUT_QOS
-from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
+from rtseg_ros.runtime.choices import BACKENDS, OUTPUT_RESOLUTIONS, PRECISIONS, UPSAMPLES
 
 Value = bool | int | float | str
 
@@ -39,7 +40,7 @@ PARAMETERS: tuple[Param, ...] = (
           "checks only); empty: `model`'s shipped weights, or with `model` empty too the best shipped model, "
           "sgcpnet_camvid"),
     Param("dataset", "cityscapes", "class names and palette when the weights do not carry them",
-          choices=("cityscapes", "camvid")),
+          choices=DATASET_NAMES),
     Param("device", "auto", "auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N"),
     Param("backend", "auto", "inference engine; auto: on CUDA tensorrt when importable, else torch; on the CPU "
           "openvino when importable, else onnxruntime, else torch (the choice is logged and in /diagnostics)",
@@ -54,9 +55,9 @@ PARAMETERS: tuple[Param, ...] = (
           range=(0, 8192)),
     Param("keep_aspect", True, "fit frames into the network input keeping their aspect ratio (else stretch)"),
     Param("output_resolution", "input", "resolution of labels/colour/overlay/confidence: the input image's, "
-          "or the network input's", choices=("input", "network")),
+          "or the network input's", choices=OUTPUT_RESOLUTIONS),
     Param("upsample", "logits", "logits: bilinear logits then argmax (papers' protocol); labels: argmax at the "
-          "output stride, nearest upsampling (faster)", choices=("logits", "labels")),
+          "output stride, nearest upsampling (faster)", choices=UPSAMPLES),
     Param("cpu_threads", 0, "CPU threads of torch, ONNX Runtime and OpenVINO; 0: torch's default (one per "
           "core). Set 1-2 when the node shares a small CPU",
           range=(0, 256)),

@@ -33,10 +33,11 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from rtseg_ros.common import stamp_to_ns
-from rtseg_ros.eval.bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC, BagError, load_frames, restamped
+from rtseg_ros.eval.bag import BagError, load_frames, restamped
 from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.ros.params import Param, declare
 from rtseg_ros.ros.qos import LATCHED_QOS, RELIABLE_QUEUE_QOS, player_qos
+from rtseg_ros.topics import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC, PREDICTIONS_TOPIC
 
 PACINGS = ("recorded", "rate", "lockstep")
 PARAMETERS = (
@@ -44,7 +45,7 @@ PARAMETERS = (
     Param("pacing", "recorded", "recorded: the bag's timing; rate: rate_hz frames per second; lockstep: each "
           "frame once the previous one's prediction has arrived (every frame scored)", choices=PACINGS),
     Param("rate_hz", 0.0, "frames per second with pacing:=rate", range=(0.0, 10000.0)),
-    Param("predictions_topic", "/segment_node/labels", "with pacing:=lockstep: where predictions arrive "
+    Param("predictions_topic", PREDICTIONS_TOPIC, "with pacing:=lockstep: where predictions arrive "
           "(header stamps as sent)"),
     Param("lockstep_timeout_s", 10.0, "with pacing:=lockstep: send the next frame after this long without the "
           "prediction (counted as a timeout)", range=(0.001, 3600.0)),

@@ -23,6 +23,10 @@ LATCHED_QOS = _profile(1, ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT
 DIAGNOSTICS_QOS = _profile(10, ReliabilityPolicy.RELIABLE)
 # Ground truth and predictions the evaluator must not lose while it is busy.
 RELIABLE_QUEUE_QOS = _profile(50, ReliabilityPolicy.RELIABLE)
+# The evaluator's camera image subscription (sample overlays only): ROS's sensor-data preset, best effort.
+SENSOR_DATA_QOS = QoSPresetProfiles.SENSOR_DATA.value
+# The bare transport probe of rtseg-bench --transport, by its --qos: depth 1, as the node's camera input.
+PROBE_QOS = {"best_effort": _profile(1, ReliabilityPolicy.BEST_EFFORT), "reliable": _profile(1, ReliabilityPolicy.RELIABLE)}
 
 
 def player_qos(reliable: bool, depth: int) -> QoSProfile:

@@ -53,12 +53,12 @@ from rtseg_ros.ros.diagnostics import (FrameStats, Limits, SequenceGaps, Throttl
                                        to_array)
 from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.ros.qos import DIAGNOSTICS_QOS, INPUT_QOS, LATCHED_QOS, OUTPUT_QOS
+from rtseg_ros.runtime.choices import OUTPUT_ENCODINGS, OUTPUTS, resolve_device
 from rtseg_ros.runtime.latest import LatestSlot
 from rtseg_ros.runtime.points import BadDepth, back_project, depth_metres, fit_depth, parse_classes
 from rtseg_ros.runtime.segmenter import STAGES, Segmenter
+from rtseg_ros.topics import DIAGNOSTICS_TOPIC
 
-IMAGE_OUTPUTS = ("labels", "color", "overlay", "confidence")
-ENCODING = {"labels": "mono8", "color": "rgb8", "overlay": "rgb8", "confidence": "mono8"}
 FLAG = {"color": "publish_color", "overlay": "publish_overlay", "confidence": "publish_confidence"}
 POINT_INPUTS = ("labels", "confidence")  # what ~/points needs from the Segmenter
 
@@ -129,7 +129,7 @@ class SegmentNode(Node):
         self._depths: deque[Image] = deque(maxlen=DEPTH_QUEUE)
         self._depths_lock = threading.Lock()
         self._qos_problems: dict[str, str] = {}
-        self._out_msgs = {name: Image() for name in IMAGE_OUTPUTS}
+        self._out_msgs = {name: Image() for name in OUTPUTS}
         self._points_msg = PointCloud2()
         self._create_publishers()
         self._publish_class_info()
@@ -186,7 +186,7 @@ class SegmentNode(Node):
         c = self.config
         if c["cpu_threads"]:
             torch.set_num_threads(c["cpu_threads"])
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if c["device"] == "auto" else c["device"]
+        device = resolve_device(c["device"])
         input_size = (c["input_height"], c["input_width"]) if c["input_width"] else None
         model, weights = pretrained.choose(c["model"], c["weights"])
         segmenter = Segmenter(model, weights=weights, device=device, backend=c["backend"],
@@ -215,11 +215,11 @@ class SegmentNode(Node):
             events = PublisherEventCallbacks(incompatible_qos=functools.partial(self._on_output_qos, name))
             return self.create_publisher(msg_type, f"~/{name}", qos, event_callbacks=events)
 
-        self.image_pubs = {name: output(name, Image, OUTPUT_QOS) for name in IMAGE_OUTPUTS}
+        self.image_pubs = {name: output(name, Image, OUTPUT_QOS) for name in OUTPUTS}
         self.camera_info_pub = output("camera_info", CameraInfo, OUTPUT_QOS)
         self.class_info_pub = output("class_info", String, LATCHED_QOS)
         self.points_pub = output("points", PointCloud2, OUTPUT_QOS)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
 
     def _create_subscriptions(self) -> None:
         c = self.config
@@ -350,7 +350,7 @@ class SegmentNode(Node):
 
     def _wanted_outputs(self) -> tuple[str, ...]:
         live = self.live
-        return tuple(name for name in IMAGE_OUTPUTS
+        return tuple(name for name in OUTPUTS
                      if (name == "labels" or live[FLAG[name]]) and self.image_pubs[name].get_subscription_count())
 
     def _process(self, msg, received_ns: int) -> None:
@@ -371,7 +371,7 @@ class SegmentNode(Node):
         if not outputs and not points:
             self.stats.count("skipped_no_subscribers")
             return
-        computed = tuple(name for name in IMAGE_OUTPUTS if name in outputs or points and name in POINT_INPUTS)
+        computed = tuple(name for name in OUTPUTS if name in outputs or points and name in POINT_INPUTS)
         t1 = time.perf_counter()
         result = self.segmenter(image, encoding, outputs=computed, overlay_alpha=self.live["overlay_alpha"])
         t2 = time.perf_counter()
@@ -382,7 +382,7 @@ class SegmentNode(Node):
         self._image, self._network_input = image_text, result.network_hw
         header = msg.header
         for name in outputs:
-            out = fill_image(self._out_msgs[name], getattr(result, name), ENCODING[name], header)
+            out = fill_image(self._out_msgs[name], getattr(result, name), OUTPUT_ENCODINGS[name], header)
             self.image_pubs[name].publish(out)
         if self._camera_info is not None and self.camera_info_pub.get_subscription_count():
             info = scale_camera_info(self._camera_info, image.shape[:2], result.output_hw, header)

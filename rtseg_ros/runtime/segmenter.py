@@ -25,11 +25,10 @@ from torch import nn
 from rtseg_ros.data.encodings import DIRECT
 from rtseg_ros.data.labels import DatasetInfo
 from rtseg_ros.runtime.backends import make_runner, resolve_backend
-from rtseg_ros.runtime.choices import PRECISION_DTYPES
+from rtseg_ros.runtime.choices import INT8_BACKENDS, OUTPUT_RESOLUTIONS, OUTPUTS, PRECISION_DTYPES, UPSAMPLES
 from rtseg_ros.runtime.folding import fold_batchnorm
 from rtseg_ros.runtime.weights import LoadedModel, load_model
 
-OUTPUTS = ("labels", "color", "overlay", "confidence")
 DTYPES = {precision: getattr(torch, dtype) for precision, dtype in PRECISION_DTYPES.items()}
 STAGES = ("upload", "preprocess", "inference", "postprocess", "download")
 
@@ -73,7 +72,7 @@ def check_precision(precision: str, backend: str, capability: tuple[int, int] | 
     cannot run as asked."""
     if backend == "onnxruntime" and precision == "bf16":
         raise ValueError("backend 'onnxruntime' runs fp32 or fp16, not bf16: use backend:=torch or backend:=tensorrt")
-    if precision == "int8" and backend not in ("openvino", "onnxruntime"):
+    if precision == "int8" and backend not in INT8_BACKENDS:
         raise ValueError(f"precision int8 runs on backend openvino or onnxruntime (an INT8 model made by "
                          f"rtseg-export --int8), not {backend}")
     if precision == "bf16" and capability is not None and tuple(capability) < (8, 0):
@@ -140,9 +139,9 @@ class Segmenter:
                  cpu_threads: int = 0, openvino_device: str = "CPU"):
         if precision not in DTYPES:
             raise ValueError(f"precision must be one of {', '.join(DTYPES)}, got {precision!r}")
-        if output_resolution not in ("input", "network"):
+        if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be 'input' or 'network', got {output_resolution!r}")
-        if upsample not in ("logits", "labels"):
+        if upsample not in UPSAMPLES:
             raise ValueError(f"upsample must be 'logits' or 'labels', got {upsample!r}")
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():

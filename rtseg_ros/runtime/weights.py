@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rtseg_ros.data.labels import DatasetInfo, get_dataset_info
+from rtseg_ros.data.labels import DATASET_NAMES, DatasetInfo, get_dataset_info
 from rtseg_ros.models import get_entry
 from rtseg_ros.models.checkpoint import build_with_weights
 
@@ -41,7 +41,7 @@ def _digest(state_dict: dict[str, torch.Tensor]) -> str:
 
 
 def _dataset_from_checkpoint(meta: dict) -> DatasetInfo:
-    known = get_dataset_info(meta["name"]) if meta.get("name") in ("cityscapes", "camvid") else None
+    known = get_dataset_info(meta["name"]) if meta.get("name") in DATASET_NAMES else None
     palette = np.asarray(meta["palette"], np.uint8)
     lookup = known.id_to_train_id if known is not None else np.arange(256, dtype=np.uint8)
     return DatasetInfo(meta["name"], tuple(meta["class_names"]), palette, lookup, meta.get("convention", ""))

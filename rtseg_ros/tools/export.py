@@ -14,10 +14,10 @@ from torch import nn
 from rtseg_ros.common import parse_size
 from rtseg_ros.models.checkpoint import inference_checkpoint, load_checkpoint, save_checkpoint
 from rtseg_ros.models.pretrained import file_sha256
-from rtseg_ros.data.labels import DATASETS
+from rtseg_ros.data.labels import DATASET_NAMES
 from rtseg_ros.runtime.backends.cache import cache_cap_bytes, cache_entries, cache_root, clear_cache
 from rtseg_ros.runtime.backends.int8 import CALIBRATION_METHODS, DEFAULT_CALIBRATION_FRAMES
-from rtseg_ros.runtime.choices import INSTALL_HINTS, PRECISIONS
+from rtseg_ros.runtime.choices import BACKEND_PRECISIONS, INSTALL_HINTS
 from rtseg_ros.runtime.export import DEFAULT_OPSET, export_onnx, onnx_parity
 from rtseg_ros.runtime.weights import load_model
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--argmax", action="store_true", help="bake upsampling + argmax in: output uint8 labels")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--build-engine", action="store_true", help="also build (and cache) the TensorRT engine")
-    parser.add_argument("--precision", default="fp16", choices=[p for p in PRECISIONS if p != "int8"],
+    parser.add_argument("--precision", default="fp16", choices=BACKEND_PRECISIONS["tensorrt"],
                         help="TensorRT precision")
     parser.add_argument("--engine-cache-dir", help="where ONNX exports, INT8 models and engines are cached "
                                                    "(default $RTSEG_CACHE, else ~/.cache/rtseg_ros)")
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="calibrate the INT8 model precision:=int8 runs (OpenVINO or ONNX Runtime) on frames "
                              "from --calib-root, and store it in the engine cache (and at --out if given)")
     parser.add_argument("--calib-root", type=Path, help="--int8: a dataset folder the readers accept")
-    parser.add_argument("--calib-dataset", choices=DATASETS,
+    parser.add_argument("--calib-dataset", choices=DATASET_NAMES,
                         help="--int8: layout of --calib-root (default: the weights' dataset)")
     parser.add_argument("--calib-split", default="train", help="--int8: split to take frames from (default train)")
     parser.add_argument("--calib-frames", type=int, default=DEFAULT_CALIBRATION_FRAMES,

@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data.datasets import DatasetLayoutError, open_dataset
+from ..data.labels import DATASET_NAMES
 from ..eval.bag import CITYSCAPES_RATE_HZ, BagError, Frame, bag_summary, cityscapes_intrinsics, write_bag
 
 
@@ -22,7 +23,7 @@ def parse_args(argv):
                                 epilog="Example: rtseg-make-bag --data-root /data/cityscapes --split val --out val_bag")
     p.add_argument("--data-root", type=Path, required=True, help="dataset folder (Cityscapes layout, e.g. "
                    "rtseg-synth output, or CamVid)")
-    p.add_argument("--dataset", default="cityscapes", choices=("cityscapes", "camvid"), help="default cityscapes")
+    p.add_argument("--dataset", default="cityscapes", choices=DATASET_NAMES, help="default cityscapes")
     p.add_argument("--split", default="val", help="split to convert (default val)")
     p.add_argument("--out", type=Path, required=True, help="bag folder to create (must not exist)")
     p.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"), help="rosbag2 storage (default sqlite3)")

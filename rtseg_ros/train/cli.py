@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 from ..data.datasets import DatasetLayoutError
+from ..data.labels import DATASET_NAMES
 from ..models.checkpoint import CheckpointError, load_checkpoint
+from ..runtime.choices import DEVICES
 from .config import ConfigError, available_recipes, find_model_recipe, load_yaml, parse_override, resolve
 from .data import DataCheckError
 
@@ -29,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Recipes: rtseg_ros/train/recipes/<model>_<dataset>.yaml (specs §3). Every config key "
                                        "can be overridden with --set section.key=value.")
     p.add_argument("--model", help="registry name (rtseg-models lists them)")
-    p.add_argument("--dataset", choices=("cityscapes", "camvid"),
+    p.add_argument("--dataset", choices=DATASET_NAMES,
                    help="class set and folder layout; cityscapes also reads any Cityscapes-layout folder")
     p.add_argument("--data-root", help="dataset folder")
     p.add_argument("--config", help="recipe YAML file, or a shipped recipe's name such as sgcpnet_camvid_cpu "
@@ -45,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="data loader processes per training process")
     p.add_argument("--pretrained-backbone", metavar="FILE",
                    help="torchvision-format ImageNet weights (a path, or a file name in torch's hub cache)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", choices=DEVICES)
     p.add_argument("--seed", type=int)
     p.add_argument("--stop-at", type=int, metavar="ITER",
                    help="stop after this iteration (last.pt written) without changing the schedule; resume later")

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import yaml
 
+from ..data.labels import DATASET_NAMES
 from ..models.registry import get_entry
+from ..runtime.choices import DEVICES
 
 DEFAULTS: dict = {
     "model": {
@@ -149,7 +151,7 @@ SCALE_RANGE = Rule("a list [low, high] of finite numbers with 0 < low <= high",
 SCHEMA: dict[str, Rule] = {  # "section.key" -> Rule, one per value of DEFAULTS (a test keeps them in step)
     "model.name": optional(TEXT), "model.aux": optional(FLAG), "model.options": MAPPING,
     "model.pretrained_backbone": optional(TEXT),
-    "data.dataset": choice("cityscapes", "camvid"), "data.root": optional(TEXT), "data.train_split": TEXT,
+    "data.dataset": choice(*DATASET_NAMES), "data.root": optional(TEXT), "data.train_split": TEXT,
     "data.val_split": TEXT, "data.num_workers": number(integer=True), "data.check": FLAG,
     "data.mean": optional(numbers(3, hi=1)), "data.std": optional(numbers(3, lo=1e-6)),
     "train.batch_size": number(1, integer=True), "train.iters": optional(number(1, integer=True)),
@@ -174,7 +176,7 @@ SCHEMA: dict[str, Rule] = {  # "section.key" -> Rule, one per value of DEFAULTS 
     "eval.max_images": optional(number(1, integer=True)),
     "checkpoint.every": number(integer=True),
     "log.every": number(integer=True), "log.num_images": number(integer=True), "log.tensorboard": FLAG,
-    "runtime.seed": number(hi=2**32 - 1, integer=True), "runtime.device": choice("auto", "cpu", "cuda"),
+    "runtime.seed": number(hi=2**32 - 1, integer=True), "runtime.device": choice(*DEVICES),
     "runtime.amp": choice("auto", True, False), "runtime.amp_dtype": choice("float16", "bfloat16"),
     "runtime.channels_last": choice("auto", True, False), "runtime.deterministic": FLAG, "runtime.sync_bn": FLAG,
     "runtime.dist_backend": TEXT,

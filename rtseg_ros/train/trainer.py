@@ -29,8 +29,10 @@ from tqdm import tqdm
 from ..data.datasets import DatasetLayoutError
 from ..data.labels import DatasetInfo, colorize, get_dataset_info
 from ..eval.metrics import ConfusionMatrix
+from ..fileio import atomic_path
 from ..models.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
 from ..models.registry import ModelEntry, build_model, get_entry
+from ..runtime.choices import resolve_device
 from .checkpoint import rng_state, set_rng_state
 from .config import ConfigError, save_yaml
 from .curves import plot_curves
@@ -58,7 +60,7 @@ def setup_runtime(cfg: dict) -> Runtime:
     wanted = cfg["device"]
     if wanted == "cuda" and not torch.cuda.is_available():
         raise ConfigError("runtime.device is 'cuda' but no CUDA device is available")
-    if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()):
+    if resolve_device(wanted) == "cuda":
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
@@ -117,10 +119,8 @@ class RunLog:
                 header, *rows = list(csv.reader(f)) or [[]]
             kept = [row for row in rows if row and int(row[0]) <= iteration]
             if len(kept) < len(rows):
-                tmp = path.with_name(f".{name}.tmp")
-                with tmp.open("w", newline="") as f:
+                with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
                     csv.writer(f).writerows([header, *kept])
-                os.replace(tmp, path)
 
     def _append_csv(self, name: str, header: list[str], row: list) -> None:
         path = self.out_dir / name

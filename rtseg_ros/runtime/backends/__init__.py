@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from rtseg_ros.runtime.choices import AUTO_ORDER, BACKENDS, ENGINE_MODULES, missing_engine
+from rtseg_ros.runtime.choices import AUTO_ORDER, BACKENDS, ENGINE_MODULES, INT8_BACKENDS, missing_engine
 
 
 def importable(backend: str) -> bool:
@@ -34,7 +34,7 @@ def resolve_backend(backend: str, device_type: str, precision: str = "fp32") -> 
         return backend, "asked for by name"
     order = AUTO_ORDER["cuda" if device_type == "cuda" else "cpu"]
     if precision == "int8":
-        order = tuple(name for name in order if name in ("openvino", "onnxruntime"))
+        order = tuple(name for name in order if name in INT8_BACKENDS)
     missing = []
     for name in order:
         if importable(name):

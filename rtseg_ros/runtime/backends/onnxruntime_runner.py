@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from rtseg_ros.runtime.backends.cache import cached_onnx
-from rtseg_ros.runtime.choices import missing_engine
+from rtseg_ros.runtime.choices import BACKEND_PRECISIONS, missing_engine
 
-ONNXRUNTIME_PRECISIONS = ("fp32", "fp16", "int8")  # its CUDA provider lacks bf16 kernels for most of these networks
+ONNXRUNTIME_PRECISIONS = BACKEND_PRECISIONS["onnxruntime"]
 
 
 def onnxruntime_providers(device: torch.device, stream: torch.cuda.Stream | None, precision: str = "fp32") -> list:

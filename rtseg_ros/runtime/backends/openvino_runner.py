@@ -21,10 +21,10 @@ from torch import nn
 from rtseg_ros.fileio import write_bytes_atomic
 from rtseg_ros.runtime.backends.cache import (cached_engine_matches, cached_onnx, engine_cache_key, engine_folder,
                                               engine_paths, written)
-from rtseg_ros.runtime.choices import missing_engine
+from rtseg_ros.runtime.choices import BACKEND_PRECISIONS, missing_engine
 
 log = logging.getLogger(__name__)
-# precision → (the ONNX file compiled, OpenVINO's INFERENCE_PRECISION_HINT)
+# precision (each of BACKEND_PRECISIONS["openvino"]) → (the ONNX file compiled, OpenVINO's INFERENCE_PRECISION_HINT)
 OPENVINO_PRECISIONS = {"fp32": ("fp32", "f32"), "bf16": ("fp32", "bf16"), "fp16": ("fp32", "f16"),
                        "int8": ("int8", "f32")}
 
@@ -79,8 +79,8 @@ class OpenVinoRunner:
         if device.type != "cpu":
             raise ValueError("backend 'openvino' runs with device:=cpu (its own device is openvino_device, "
                              "e.g. GPU for an Intel GPU)")
-        if precision not in OPENVINO_PRECISIONS:
-            raise ValueError(f"backend 'openvino' runs {', '.join(OPENVINO_PRECISIONS)}, not {precision}")
+        if precision not in BACKEND_PRECISIONS["openvino"]:
+            raise ValueError(f"backend 'openvino' runs {', '.join(BACKEND_PRECISIONS['openvino'])}, not {precision}")
         self.ov, self.core = openvino, openvino_core()
         self.loaded, self.precision, self.openvino_device = loaded, precision, openvino_device
         self.device_name = openvino_device_name(self.core, openvino_device)

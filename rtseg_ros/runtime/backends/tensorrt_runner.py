@@ -13,10 +13,10 @@ from torch import nn
 from rtseg_ros.fileio import write_bytes_atomic
 from rtseg_ros.runtime.backends.cache import (cached_engine_matches, cached_onnx, engine_cache_key, engine_folder,
                                               engine_paths, written)
-from rtseg_ros.runtime.choices import missing_engine
+from rtseg_ros.runtime.choices import BACKEND_PRECISIONS, missing_engine
 
 log = logging.getLogger(__name__)
-TENSORRT_PRECISIONS = ("fp32", "fp16", "bf16")
+TENSORRT_PRECISIONS = BACKEND_PRECISIONS["tensorrt"]
 
 
 # TensorRT tensor data type (``trt.DataType`` member name) → the torch dtype of its I/O buffer
