@@ -836,7 +836,8 @@ def test_console_script_managed_starts_unconfigured_and_segments_once_active(ros
         pub = ros.publisher(Image, "/script_managed_cam/image")
         wait_for(lambda: pub.get_subscription_count() == 1, timeout=30, what="the managed script's subscription")
         publish_until(pub, frame_msg(scene(), frame_id="managed_script"), labels, timeout=30)
-        process.send_signal(signal.SIGINT)
+        assert transition(ros, "script_managed", "deactivate") and transition(ros, "script_managed", "cleanup")
+        assert transition(ros, "script_managed", "shutdown")  # finalized: the process ends by itself
         output = process.communicate(timeout=20)[0]
         assert process.returncode == 0 and "Traceback" not in output, output
         assert "configured in" in output

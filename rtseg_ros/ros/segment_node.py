@@ -37,6 +37,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.task import Future
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -412,6 +413,9 @@ class SegmentNode(Node):
             depth = depth_metres(depth_msg.encoding, depth_msg.height, depth_msg.width, depth_msg.step,
                                  depth_msg.data, depth_msg.is_bigendian, self.config["max_input_pixels"])
             k = scale_camera_info(self._camera_info, image_hw, result.output_hw, header).k
+            if depth.shape != tuple(result.output_hw) and self.throttle.check("depth_resampled") is not None:
+                self.get_logger().info(f"depth {depth.shape[1]}x{depth.shape[0]} resampled (nearest) to the labels' "
+                                       f"{result.output_hw[1]}x{result.output_hw[0]}")
             cloud = back_project(fit_depth(depth, result.output_hw), k, result.labels, result.confidence,
                                  self.points_classes, self.live["points_drop_invalid"])
         except BadDepth as exc:
@@ -480,6 +484,7 @@ class ManagedSegmentNode(LifecycleNodeMixin, SegmentNode):
     def __init__(self, node_name: str = "segment_node", **options):
         SegmentNode.__init__(self, node_name, managed=True, **options)
         LifecycleNodeMixin.__init__(self)
+        self.finalized = Future()  # done after shutdown: the console script then exits
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         started = time.monotonic()
@@ -507,20 +512,30 @@ class ManagedSegmentNode(LifecycleNodeMixin, SegmentNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.finalized.set_result(True)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()  # back to unconfigured, holding nothing
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
         if self._active:
             self._deactivate()
         if self.segmenter is not None:
             self._cleanup()
-        return TransitionCallbackReturn.SUCCESS
-
-    on_error = on_shutdown  # back to unconfigured, holding nothing
 
 
 def spin(node: SegmentNode) -> int:
+    """Until Ctrl-C, or for a managed node until its shutdown transition."""
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
+        if isinstance(node, ManagedSegmentNode):
+            executor.spin_until_future_complete(node.finalized)
+        else:
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     return 0
