@@ -717,3 +717,49 @@ def test_atomic_writes_get_normal_permissions_and_leave_nothing_on_error(tmp_pat
     with pytest.raises(KeyboardInterrupt):
         write_atomic(path, dies)
     assert path.read_bytes() == b"newer" and [p.name for p in path.parent.iterdir()] == ["file.bin"]
+
+
+def assert_equal_but_for_ties(labels, reference, logits_full):
+    """``labels`` equal ``reference`` except where the whole-frame logits' two best classes tie within float
+    rounding (the banded path sums the same terms in another order)."""
+    differ = np.flatnonzero(labels.ravel() != reference.ravel())
+    assert differ.size <= 1e-5 * labels.size + 1, f"{differ.size} labels differ"
+    if differ.size:
+        top2 = torch.topk(logits_full[0].flatten(1)[:, torch.from_numpy(differ)], 2, dim=0).values
+        assert float((top2[0] - top2[1]).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("align_corners,channels_last", [(False, False), (False, True), (True, False)])
+def test_banded_upsampling_gives_the_whole_frame_labels(align_corners, channels_last):
+    from rtseg_ros.runtime.upsample import BandedUpsample
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 19, 40, 56) * 3
+    if channels_last:
+        logits = logits.contiguous(memory_format=torch.channels_last)
+    out_hw = (1080, 1440)
+    whole = torch.nn.functional.interpolate(logits, size=out_hw, mode="bilinear", align_corners=align_corners)
+    labels, confidence = torch.empty(out_hw, dtype=torch.uint8), torch.empty(out_hw, dtype=torch.uint8)
+    banded = BandedUpsample(19, (40, 56), out_hw, align_corners, "cpu", band_bytes=2**20)
+    assert banded.rows < out_hw[0]  # really in bands
+    banded(logits, labels, confidence)
+    assert_equal_but_for_ties(labels.numpy(), whole.argmax(1)[0].numpy(), whole)
+    reference = whole.softmax(1).amax(1)[0].mul(255).round()
+    assert float((confidence.float() - reference).abs().max()) <= 1.0
+
+
+def test_segmenter_bands_large_frames_and_keeps_their_labels():
+    frame = np.random.default_rng(3).integers(0, 256, (480, 720, 3), dtype=np.uint8)
+    options = dict(model="farsee", input_size=(64, 96), backend="torch")
+    torch.manual_seed(0)
+    banded = Segmenter(**options, max_logits_mb=1.0)  # 19 classes × 480 × 720 × 4 B = 25 MB: banded
+    whole = Segmenter(**options, max_logits_mb=0.0)
+    whole.network.load_state_dict(banded.network.state_dict())
+    out_b, out_w = banded(frame, outputs=("labels", "confidence")), whole(frame, outputs=("labels", "confidence"))
+    assert banded._banded is not None and whole._banded is None
+    with torch.no_grad():
+        x = whole._preprocess()
+        full = torch.nn.functional.interpolate(whole._runner(x), size=(480, 720), mode="bilinear",
+                                               align_corners=whole._align_corners)
+    assert_equal_but_for_ties(out_b.labels, out_w.labels, full)
+    assert np.abs(out_b.confidence.astype(int) - out_w.confidence.astype(int)).max() <= 1

@@ -17,6 +17,9 @@
   --lifecycle segment_node --managed in each lifecycle state (unconfigured, inactive, active, inactive
               again, cleaned up) with a camera publishing all along: resident memory, CPU, frames answered
   --points    the node with a depth camera, ~/labels only vs ~/labels and ~/points subscribed, same frames
+  --memory    resident memory one frame adds, per frame size (default 640x480, 1920x1080, 4096x4096),
+              with the Segmenter's banded upsampling against whole-frame logits, and the labels they
+              disagree on
   --gpu-check all of the GPU figures in one run of at most 9 minutes (scripts/gpu_check.sh installs
               TensorRT first); --quick rehearses it on a CPU with small sizes
 Prints a Markdown table and writes JSON (``--json``).
@@ -37,7 +40,8 @@ from rtseg_ros.bench.pipeline import bench_pipeline, pipeline_table
 from rtseg_ros.common import parse_size
 from rtseg_ros.models import available_models
 from rtseg_ros.ros.transport import profile_env
-from rtseg_ros.runtime.choices import PRECISIONS
+from rtseg_ros.runtime.backends import resolve_backend
+from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--transport", action="store_true", help="bare transport between two processes")
     mode.add_argument("--lifecycle", action="store_true", help="RSS and CPU of the managed node in each state")
     mode.add_argument("--points", action="store_true", help="the node with and without ~/points subscribed")
+    mode.add_argument("--memory", action="store_true", help="resident memory per frame size, banded vs whole")
     mode.add_argument("--gpu-check", action="store_true",
                       help="the one GPU check: CUDA tests, --models, --pipeline, allocations, fp16 agreement, "
                            "TensorRT; writes gpu_check.json and gpu_check.md into --out")
@@ -82,6 +87,10 @@ def main(argv: list[str] | None = None) -> None:
                              "e.g. device:=cuda")
     parser.add_argument("--no-transport-profile", dest="transport_profile", action="store_false",
                         help="--node with Fast DDS's default transports (the shipped profile is the default)")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="--memory: the Segmenter's engine (default auto, as the node)")
+    parser.add_argument("--weights", default="", help="--memory: weights (default: the model's shipped weights; "
+                        "random for a 19-class network)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     sizes = args.size or [(1024, 2048)]
@@ -92,6 +101,13 @@ def main(argv: list[str] | None = None) -> None:
         report = run_gpu_check(args.out, quick=args.quick, budget_s=args.budget)
         print((args.out / "gpu_check.md").read_text())
         rows = [report]
+    elif args.memory:
+        from rtseg_ros.bench.memory import bench_memory, memory_table
+
+        backend = resolve_backend(args.backend, args.device)[0]
+        rows = bench_memory(args.model, args.size or [(480, 640), (1080, 1920), (4096, 4096)], backend,
+                            weights=args.weights)
+        print(memory_table(rows))
     elif args.lifecycle or args.points:
         from rtseg_ros.bench.stack import bench_lifecycle, bench_points, lifecycle_table, points_table
 

@@ -27,6 +27,7 @@ from rtseg_ros.data.labels import DatasetInfo
 from rtseg_ros.runtime.backends import make_runner, resolve_backend
 from rtseg_ros.runtime.choices import INT8_BACKENDS, OUTPUT_RESOLUTIONS, OUTPUTS, PRECISION_DTYPES, UPSAMPLES
 from rtseg_ros.runtime.folding import fold_batchnorm
+from rtseg_ros.runtime.upsample import BandedUpsample
 from rtseg_ros.runtime.weights import LoadedModel, load_model
 
 DTYPES = {precision: getattr(torch, dtype) for precision, dtype in PRECISION_DTYPES.items()}
@@ -136,7 +137,7 @@ class Segmenter:
                  keep_aspect: bool = True, output_resolution: str = "input", upsample: str = "logits",
                  dataset: str = "cityscapes", num_classes: int | None = None, fold_bn: bool = True,
                  channels_last: bool = True, cuda_graphs: bool = True, engine_cache_dir: str | None = None,
-                 cpu_threads: int = 0, openvino_device: str = "CPU"):
+                 cpu_threads: int = 0, openvino_device: str = "CPU", max_logits_mb: float = 32.0):
         if precision not in DTYPES:
             raise ValueError(f"precision must be one of {', '.join(DTYPES)}, got {precision!r}")
         if output_resolution not in OUTPUT_RESOLUTIONS:
@@ -184,6 +185,10 @@ class Segmenter:
             self._runner = self._make_runner(network)
         self._key = None  # (H, W, encoding, outputs) the buffers were built for
         self.reallocations = 0
+        # Upsampled logits larger than this are made a band of rows at a time (runtime/upsample.py), so memory
+        # per frame stays bounded whatever its resolution; 0: always whole frames.
+        self.max_logits_bytes = int(max_logits_mb * 2**20)
+        self._banded: BandedUpsample | None = None
 
     # -- backends -----------------------------------------------------------------------------------
     def _make_runner(self, network: nn.Module):
@@ -221,6 +226,7 @@ class Segmenter:
         self.host_out = {name: (t if dev.type == "cpu" else torch.empty(t.shape, dtype=torch.uint8, pin_memory=True))
                          for name, t in self.dev_out.items()}
         self._graph = None
+        self._banded = None  # made on the first frame, when the logits' size is known
         self.reallocations += 1
         self._key = key
         return True
@@ -239,14 +245,19 @@ class Segmenter:
             # logits' argmax over channels then reads contiguous memory. For the NCHW logits of ONNX
             # Runtime and OpenVINO this took SGCPNet's postprocessing at 360x480 from 37 to ~6 ms here.
             logits = logits.contiguous(memory_format=torch.channels_last)
-        if self.upsample == "logits" or "confidence" in outputs:
-            logits = F.interpolate(logits, size=self.out_hw, mode="bilinear", align_corners=self._align_corners)
-            labels = logits.argmax(1)[0]
+        classes = logits.shape[1]
+        if self.upsample == "labels" and "confidence" not in outputs:
+            labels = F.interpolate(logits.argmax(1, keepdim=True).to(torch.uint8), size=self.out_hw, mode="nearest")
+            outputs["labels"].copy_(labels[0, 0])
+        elif self.max_logits_bytes and 4 * classes * self.out_hw[0] * self.out_hw[1] > self.max_logits_bytes:
+            if self._banded is None:
+                self._banded = BandedUpsample(classes, logits.shape[2:], self.out_hw, self._align_corners, self.device)
+            self._banded(logits, outputs["labels"], outputs.get("confidence"))
         else:
-            labels = F.interpolate(logits.argmax(1, keepdim=True).to(torch.uint8), size=self.out_hw, mode="nearest")[0, 0]
-        outputs["labels"].copy_(labels)
-        if "confidence" in outputs:
-            outputs["confidence"].copy_(logits.softmax(1).amax(1)[0].mul_(255).round_())
+            logits = F.interpolate(logits, size=self.out_hw, mode="bilinear", align_corners=self._align_corners)
+            outputs["labels"].copy_(logits.argmax(1)[0])
+            if "confidence" in outputs:
+                outputs["confidence"].copy_(logits.softmax(1).amax(1)[0].mul_(255).round_())
         if "color" in outputs or "overlay" in outputs:
             color = self._palette[outputs["labels"].long()]
             if "color" in outputs:
