@@ -1,4 +1,5 @@
 """Segmenter: pre/post-processing against OpenCV/NumPy references, buffers, backends, weights."""
+import functools
 from types import SimpleNamespace
 
 import cv2
@@ -13,7 +14,10 @@ from rtseg_ros.runtime.backends import cache, onnxruntime_runner, tensorrt_runne
 from rtseg_ros.runtime.folding import fold_batchnorm
 from rtseg_ros.models.checkpoint import save_checkpoint
 from rtseg_ros.data.encodings import DIRECT
-from rtseg_ros.runtime.segmenter import Segmenter, UnsupportedEncoding, network_size
+from rtseg_ros.runtime.segmenter import Segmenter as AnyBackendSegmenter, UnsupportedEncoding, network_size
+
+# The torch path unless a test names another engine (the Segmenter's default, auto, measures them).
+Segmenter = functools.partial(AnyBackendSegmenter, backend="torch")
 
 MODEL = "farsee"  # the runtime does not depend on the network; one small input keeps this file fast
 NET = (64, 128)

@@ -109,15 +109,17 @@ def engine_runner(name: str, engine: str, size: tuple[int, int], cache_dir: str)
 def bench_engines(models: list[str], sizes: list[tuple[int, int]], engines=ENGINES, neighbours=("none",),
                   seconds: float = 3.0) -> list[dict]:
     """One row per model, size and neighbour: each engine's median ms, the fastest fp32 engine and what
-    ``backend:=auto`` runs (``auto_ms``). The idle row ("none") is always measured, first: the baseline
+    ``backend:=auto`` picks by its own short measurement at start-up (``auto``, ``auto_ms``). The idle row ("none") is always measured, first: the baseline
     of the loaded ones."""
     neighbours = ["none", *(kind for kind in neighbours if kind != "none")]
-    auto, _ = resolve_backend("auto", "cpu")
     rows = []
     with tempfile.TemporaryDirectory() as cache_dir:
         todo = [(m, s) for m in models for s in sizes]
         for name, size in tqdm(todo, desc="models", unit="model×size"):
             runners = {engine: engine_runner(name, engine, size, cache_dir) for engine in engines}
+            torch.manual_seed(1)  # the engines' weights: what backend:=auto measures and picks for them
+            auto = Segmenter(name, backend="auto", input_size=size, keep_aspect=False,
+                             engine_cache_dir=cache_dir).backend_name
             for kind in neighbours:
                 with neighbour_process(kind):
                     ms = {engine: median_ms(run, seconds) for engine, run in runners.items() if run is not None}

@@ -124,7 +124,7 @@ def steady_state_allocations(device: str, quick: bool) -> dict:
     frame = np.random.default_rng(0).integers(0, 256, (512, 1024, 3), dtype=np.uint8)
     result = {}
     for graphs in (False, True):
-        seg = Segmenter("ddrnet23_slim", device=device, input_size=(256, 512), cuda_graphs=graphs)
+        seg = Segmenter("ddrnet23_slim", device=device, backend="torch", input_size=(256, 512), cuda_graphs=graphs)
         for _ in range(3):
             seg(frame, "bgr8", outputs=("labels", "color", "overlay"))
         before = torch.cuda.memory_stats(seg.device)
@@ -152,7 +152,7 @@ def fp16_agreement(device: str, quick: bool) -> dict:
             labels = []
             for precision in ("fp32", "fp16"):
                 torch.manual_seed(0)
-                seg = Segmenter(name, device=device, precision=precision, input_size=size)
+                seg = Segmenter(name, device=device, backend="torch", precision=precision, input_size=size)
                 labels.append(seg(rgb, "rgb8").labels.copy())
             shares[name] = float((labels[0] == labels[1]).mean())
         return shares

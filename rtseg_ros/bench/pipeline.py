@@ -57,7 +57,7 @@ class NaiveLoop:
 
 def bench_pipeline(model: str, size: tuple[int, int], frames: int, device: str, precision: str,
                    input_size: tuple[int, int] | None, warmup: int = 2) -> dict:
-    segmenter = Segmenter(model, device=device, precision=precision, input_size=input_size)
+    segmenter = Segmenter(model, device=device, backend="torch", precision=precision, input_size=input_size)
     naive = NaiveLoop(segmenter)
     images = synthetic_frames(min(frames, 8), size)
     outputs = ("labels", "color", "overlay")

@@ -24,7 +24,7 @@ from torch import nn
 
 from rtseg_ros.data.encodings import DIRECT
 from rtseg_ros.data.labels import DatasetInfo
-from rtseg_ros.runtime.backends import make_runner, resolve_backend
+from rtseg_ros.runtime.backends import fastest, make_runner, resolve_backend
 from rtseg_ros.runtime.choices import INT8_BACKENDS, OUTPUT_RESOLUTIONS, OUTPUTS, PRECISION_DTYPES, UPSAMPLES
 from rtseg_ros.runtime.folding import fold_batchnorm
 from rtseg_ros.runtime.upsample import BandedUpsample
@@ -114,8 +114,9 @@ class Segmenter:
             initialisation (plumbing checks only; ``self.random_weights`` is then True).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (where torch runs; OpenVINO's own device is
             ``openvino_device``).
-        backend: ``"torch"``, ``"onnxruntime"``, ``"openvino"``, ``"tensorrt"`` or ``"auto"`` (the first
-            importable of ``choices.AUTO_ORDER`` for the device; ``backend_reason`` says why).
+        backend: ``"torch"``, ``"onnxruntime"``, ``"openvino"``, ``"tensorrt"`` or ``"auto"`` (on a CPU the
+            fastest installed engine, measured on first use and cached (``backends/fastest.py``); on CUDA
+            the first importable of ``choices.AUTO_ORDER``; ``backend_reason`` says which and why).
         precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"`` (torch: weights in that type; ONNX Runtime
             and TensorRT: an ONNX export in that type; OpenVINO: its inference precision hint; bf16 needs
             sm80+ on CUDA, and not ONNX Runtime; int8: the INT8 model ``rtseg-export --int8`` calibrated,
@@ -133,7 +134,7 @@ class Segmenter:
     """
 
     def __init__(self, model: str | None = None, weights: str | None = None, device: str = "cpu",
-                 backend: str = "torch", precision: str = "fp32", input_size: tuple[int, int] | None = None,
+                 backend: str = "auto", precision: str = "fp32", input_size: tuple[int, int] | None = None,
                  keep_aspect: bool = True, output_resolution: str = "input", upsample: str = "logits",
                  dataset: str = "cityscapes", num_classes: int | None = None, fold_bn: bool = True,
                  channels_last: bool = True, cuda_graphs: bool = True, engine_cache_dir: str | None = None,
@@ -182,7 +183,12 @@ class Segmenter:
             self._bias = (-mean / std).view(1, 3, 1, 1).to(self.device)
             self._palette = torch.from_numpy(self.dataset.palette_lut()).to(self.device)
             self._alpha = torch.tensor(0.5, device=self.device)
-            self._runner = self._make_runner(network)
+            auto_on_cpu = self.backend_requested == "auto" and self.device.type == "cpu"
+            candidates = fastest.candidates(precision) if auto_on_cpu else ()
+            if len(candidates) > 1:
+                self._runner = self._fastest_runner(network, candidates)
+            else:
+                self._runner = self._make_runner(network, self.backend_name)
         self._key = None  # (H, W, encoding, outputs) the buffers were built for
         self.reallocations = 0
         # Upsampled logits larger than this are made a band of rows at a time (runtime/upsample.py), so memory
@@ -191,8 +197,33 @@ class Segmenter:
         self._banded: BandedUpsample | None = None
 
     # -- backends -----------------------------------------------------------------------------------
-    def _make_runner(self, network: nn.Module):
-        if self.backend_name == "torch":
+    def _fastest_runner(self, network: nn.Module, candidates: tuple[str, ...]):
+        """backend:=auto on a CPU: the runner of the fastest candidate at this input size, measured here once
+        (or read from the cache); sets ``backend_name`` and ``backend_reason``."""
+        key = fastest.choice_key(self.loaded, self.input_size, self.precision, self.cpu_threads, candidates)
+        path = fastest.choice_path(self.loaded, self.engine_cache_dir, key)
+        record = fastest.read_choice(path, key)
+        if record is not None:
+            self.backend_name = record["backend"]
+            self.backend_reason = fastest.reason(record["timings_ms"], self.input_size, cached=True)
+            return self._make_runner(network, self.backend_name)
+        started = time.perf_counter()
+        x = torch.zeros((1, 3, *self.input_size))
+        timings, best = {}, None
+        for name in candidates:  # torch last: it converts the network in place (dtype, channels last)
+            runner = self._make_runner(network, name)
+            timings[name] = round(fastest.time_runner(runner, x), 2)
+            if best is None or timings[name] < timings[best[0]]:
+                best = (name, runner)
+            del runner
+        self.backend_name = best[0]
+        self.backend_reason = fastest.reason(timings, self.input_size, cached=False,
+                                             took_s=time.perf_counter() - started)
+        fastest.write_choice(path, key, timings, self.backend_name, self.loaded, self.engine_cache_dir)
+        return best[1]
+
+    def _make_runner(self, network: nn.Module, backend: str):
+        if backend == "torch":
             network = network.to(self.device, dtype=self.dtype)
             if self.channels_last:
                 network = network.to(memory_format=torch.channels_last)
@@ -203,7 +234,7 @@ class Segmenter:
                     x = x.contiguous(memory_format=torch.channels_last)
                 return network(x.to(self.dtype)).float()
             return run
-        return make_runner(self.backend_name, network, self.device, self.loaded, self.precision, self.stream,
+        return make_runner(backend, network, self.device, self.loaded, self.precision, self.stream,
                            self.engine_cache_dir, self.cpu_threads, self.openvino_device)
 
     # -- buffers -------------------------------------------------------------------------------------
