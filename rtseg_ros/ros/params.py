@@ -42,8 +42,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("dataset", "cityscapes", "class names and palette when the weights do not carry them",
           choices=DATASET_NAMES),
     Param("device", "auto", "auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N"),
-    Param("backend", "auto", "inference engine; auto: on CUDA tensorrt when importable, else torch; on the CPU "
-          "openvino when importable, else onnxruntime, else torch (the choice is logged and in /diagnostics)",
+    Param("backend", "auto", "inference engine; auto: on the CPU the fastest installed engine, measured on the "
+          "network's input shape at first use and cached; on CUDA tensorrt when importable, else torch (the "
+          "choice and its figures are logged and in /diagnostics)",
           choices=BACKENDS),
     Param("precision", "fp32", "network precision; int8: the INT8 model rtseg-export --int8 calibrated for these "
           "weights (openvino or onnxruntime)", choices=PRECISIONS),

@@ -5,9 +5,9 @@ Kept free of torch so that parameter tables and ``--help`` load fast.
 from __future__ import annotations
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
-# What backend:=auto tries, in order, per device type: the first whose package imports. The order is
-# rtseg-bench's (README, "CPU engines"): on a CPU OpenVINO and ONNX Runtime run these networks 1.2-3x
-# faster than torch; on CUDA TensorRT is the fastest engine.
+# What backend:=auto tries, per device type. On the CPU it measures every importable one and keeps the
+# fastest (backends/fastest.py; torch last, as it converts the network in place); on CUDA the first whose
+# package imports (TensorRT, the fastest engine there, takes minutes to build: too long to try).
 AUTO_ORDER = {"cpu": ("openvino", "onnxruntime", "torch"), "cuda": ("tensorrt", "torch")}
 # The Python modules each engine needs (all three run the package's ONNX export, which needs onnx), and
 # how to get them.
