@@ -20,6 +20,9 @@
   --memory    resident memory one frame adds, per frame size (default 640x480, 1920x1080, 4096x4096),
               with the Segmenter's banded upsampling against whole-frame logits, and the labels they
               disagree on
+  --accuracy  the shipped weights (--weights, default sgcpnet_camvid) on a dataset's val split
+              (--data-root) per engine and precision: mIoU, pixel accuracy, labels equal to torch fp32;
+              and which reduced-precision instructions the CPU has
   --gpu-check all of the GPU figures in one run of at most 9 minutes (scripts/gpu_check.sh installs
               TensorRT first); --quick rehearses it on a CPU with small sizes
 Prints a Markdown table and writes JSON (``--json``).
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--lifecycle", action="store_true", help="RSS and CPU of the managed node in each state")
     mode.add_argument("--points", action="store_true", help="the node with and without ~/points subscribed")
     mode.add_argument("--memory", action="store_true", help="resident memory per frame size, banded vs whole")
+    mode.add_argument("--accuracy", action="store_true", help="val mIoU and agreement per engine and precision")
     mode.add_argument("--gpu-check", action="store_true",
                       help="the one GPU check: CUDA tests, --models, --pipeline, allocations, fp16 agreement, "
                            "TensorRT; writes gpu_check.json and gpu_check.md into --out")
@@ -89,8 +93,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="--node with Fast DDS's default transports (the shipped profile is the default)")
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
                         help="--memory: the Segmenter's engine (default auto, as the node)")
-    parser.add_argument("--weights", default="", help="--memory: weights (default: the model's shipped weights; "
-                        "random for a 19-class network)")
+    parser.add_argument("--weights", default="", help="--memory, --accuracy: weights (default: the model's shipped weights, "
+                        "--accuracy: sgcpnet_camvid; random for a 19-class network)")
+    parser.add_argument("--data-root", type=Path, help="--accuracy: the dataset folder (CamVid layout)")
+    parser.add_argument("--engine-cache-dir", help="--accuracy: where rtseg-export put the INT8 model")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     sizes = args.size or [(1024, 2048)]
@@ -101,6 +107,14 @@ def main(argv: list[str] | None = None) -> None:
         report = run_gpu_check(args.out, quick=args.quick, budget_s=args.budget)
         print((args.out / "gpu_check.md").read_text())
         rows = [report]
+    elif args.accuracy:
+        from rtseg_ros.bench.precision import accuracy_table, bench_accuracy
+
+        if args.data_root is None:
+            parser.error("--accuracy needs --data-root (a CamVid folder)")
+        rows = bench_accuracy(args.weights or "sgcpnet_camvid", str(args.data_root),
+                              engine_cache_dir=args.engine_cache_dir)
+        print(accuracy_table(rows))
     elif args.memory:
         from rtseg_ros.bench.memory import bench_memory, memory_table
 
