@@ -75,3 +75,14 @@ def test_the_running_node_scores_real_frames_as_rtseg_eval_does_offline(tmp_path
     offline = json.loads((tmp_path / "offline" / "report.json").read_text())
     assert online["frames"]["evaluated"] == 6 and online["frames"]["complete"] and online["frames"]["dropped"] == 0
     assert online["confusion_matrix"] == offline["confusion_matrix"]
+
+
+def test_accuracy_bench_scores_each_engine_against_torch_fp32():
+    from rtseg_ros.bench.precision import accuracy_table, bench_accuracy
+
+    rows = bench_accuracy("sgcpnet_camvid", str(CAMVID), every=50, configs=(("torch", "fp32"), ("torch", "bf16")))
+    by_precision = {r["precision"]: r for r in rows}
+    assert by_precision["fp32"]["equal_to_torch_fp32"] == 1.0 and by_precision["fp32"]["frames"] == 3
+    assert 0.5 < by_precision["fp32"]["miou"] < 0.9  # the shipped weights, not noise
+    assert 0.98 < by_precision["bf16"]["equal_to_torch_fp32"] < 1.0
+    assert "| sgcpnet_camvid | torch | bf16 |" in accuracy_table(rows)

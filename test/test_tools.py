@@ -237,3 +237,13 @@ def test_gpu_check_script_writes_where_it_is_told_never_into_the_repo(tmp_path):
     assert (tmp_path / "relative" / "install.log").is_file() and not (repo / "relative").exists()
     done = run_script(["--quick"], tmp_path, out_env=tmp_path / "from_env")  # $OUT when no folder is given
     assert (tmp_path / "from_env" / "install.log").is_file()
+
+
+def test_memory_bench_bands_large_frames_with_the_same_labels():
+    from rtseg_ros.bench.memory import bench_memory, memory_table
+
+    (row,) = bench_memory("farsee", [(1080, 1920)], backend="torch", weights="random")
+    assert row["classes"] == 19 and row["logits_mb"] == pytest.approx(150.3, abs=0.1)
+    assert row["labels_differing"] <= 1e-5 * 1920 * 1080  # float-rounding ties only (random weights tie more)
+    assert row["banded_growth_mb"] < row["whole_growth_mb"]  # the whole-frame logits alone are 150 MB
+    assert memory_table([row]).splitlines()[2].startswith("| 1920x1080 | 150 MB |")
