@@ -21,7 +21,7 @@ from rtseg_ros.data.datasets import open_dataset
 from rtseg_ros.data.labels import get_dataset_info
 from rtseg_ros.data.synth import write_dataset
 from rtseg_ros.eval import cli as eval_cli
-from rtseg_ros.eval.bag import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC, TYPESTORE, BagError, Frame,
+from rtseg_ros.data.rosbag import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC, TYPESTORE, BagError, Frame,
                                 cdr_stamp, labelled_frames, load_frames, restamped, write_bag)
 from rtseg_ros.eval.metrics import ConfusionMatrix
 from rtseg_ros.eval.report import Samples, build_report, markdown, write_report

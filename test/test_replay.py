@@ -22,7 +22,7 @@ from std_msgs.msg import String  # noqa: E402
 
 from rtseg_ros.data.synth import write_dataset  # noqa: E402
 from rtseg_ros.eval import cli as eval_cli  # noqa: E402
-from rtseg_ros.eval.bag import Frame, write_bag  # noqa: E402
+from rtseg_ros.data.rosbag import Frame, write_bag  # noqa: E402
 from rtseg_ros.models import build_model  # noqa: E402
 from rtseg_ros.ros.conversions import array_of, fill_image  # noqa: E402
 from rtseg_ros.ros.evaluator_node import Evaluator, frame_accounting  # noqa: E402

@@ -33,7 +33,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from rtseg_ros.common import stamp_to_ns
-from rtseg_ros.eval.bag import BagError, load_frames, restamped
+from rtseg_ros.data.rosbag import BagError, load_frames, restamped
 from rtseg_ros.ros.node_main import node_main
 from rtseg_ros.ros.params import Param, declare
 from rtseg_ros.ros.qos import LATCHED_QOS, RELIABLE_QUEUE_QOS, player_qos
