@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtseg_ros.common import parse_size
+from rtseg_ros.ros.fastdds import child_env
 from rtseg_ros.ros.player_node import PACINGS
 from rtseg_ros.ros.qos import INPUT_QOS
-from rtseg_ros.ros.transport import child_env
 from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
 from rtseg_ros.topics import IMAGE_TOPIC
 
