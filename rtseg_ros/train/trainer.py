@@ -33,12 +33,12 @@ from ..fileio import atomic_path
 from ..models.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
 from ..models.registry import ModelEntry, build_model, get_entry
 from ..runtime.choices import resolve_device
-from .checkpoint import rng_state, set_rng_state
 from .config import ConfigError, save_yaml
 from .curves import plot_curves
 from .data import DataCheckError, TrainSampler, TrainSet, ValSet, check_split, open_splits, worker_error_message
 from .losses import build_loss
 from .optim import build_optimizer, build_scheduler
+from .rng_state import rng_state, set_rng_state
 from .transforms import build_eval_transform, build_train_transform
 
 
