@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from rtseg_ros.ros.fastdds import PROFILE_NAME, profile_env
 from rtseg_ros.ros.params import PARAMETERS, Param, Value, check_value
-from rtseg_ros.ros.player_node import PACINGS, check_pacing
+from rtseg_ros.ros.pacing import PACINGS, check_pacing
 from rtseg_ros.topics import CLASS_INFO_TOPIC, IMAGE_TOPIC, PREDICTIONS_TOPIC
 
 NOT_GIVEN = ("", "''", '""')  # `model:=''` typed in a shell reaches launch as the two quote characters
