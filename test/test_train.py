@@ -595,8 +595,9 @@ def test_learning_proof_on_the_synthetic_set(tmp_path):
 
     from rtseg_ros.data.datasets import open_dataset
     from rtseg_ros.train.data import ValSet
-    from rtseg_ros.train.trainer import Runtime, evaluate
+    from rtseg_ros.train.distributed import Runtime
     from rtseg_ros.train.transforms import build_eval_transform
+    from rtseg_ros.train.validation import evaluate
 
     root = tmp_path / "synth"
     write_dataset(root, num=48, size=(64, 128), seed=0, val_num=12, progress=False)
