@@ -67,7 +67,7 @@ setup(
             "rtseg-make-bag = rtseg_ros.tools.make_bag:main",
             "rtseg-eval = rtseg_ros.eval.cli:main",
             "rtseg-replay = rtseg_ros.apps.replay:main",
-            "bag_player = rtseg_ros.ros.player_node:main",
+            "bag_player = rtseg_ros.ros.bag_player:main",
             "evaluator_node = rtseg_ros.ros.evaluator_node:main",
         ],
     },

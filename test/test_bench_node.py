@@ -3,7 +3,8 @@ import json
 import math
 import os
 
-from rtseg_ros.bench.node import bench_node, markdown_table, peak_rate, peak_table, search_peak
+from rtseg_ros.bench.node import bench_node, markdown_table, peak_rate, peak_table
+from rtseg_ros.bench.peak import search_peak
 
 DOMAIN_ID = 40 + os.getpid() % 10  # apart from the other ROS test modules' domains
 

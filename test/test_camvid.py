@@ -13,7 +13,7 @@ import pytest
 
 from rtseg_ros.data.datasets import open_dataset
 from rtseg_ros.data.labels import get_dataset_info
-from rtseg_ros.eval.bag import IMAGE_TOPIC, LABELS_TOPIC, TYPESTORE, load_frames
+from rtseg_ros.data.rosbag import IMAGE_TOPIC, LABELS_TOPIC, TYPESTORE, load_frames
 from rtseg_ros.tools import make_bag
 
 from helpers import CAMVID

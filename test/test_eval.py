@@ -21,7 +21,7 @@ from rtseg_ros.data.datasets import open_dataset
 from rtseg_ros.data.labels import get_dataset_info
 from rtseg_ros.data.synth import write_dataset
 from rtseg_ros.eval import cli as eval_cli
-from rtseg_ros.eval.bag import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC, TYPESTORE, BagError, Frame,
+from rtseg_ros.data.rosbag import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC, TYPESTORE, BagError, Frame,
                                 cdr_stamp, labelled_frames, load_frames, restamped, write_bag)
 from rtseg_ros.eval.metrics import ConfusionMatrix
 from rtseg_ros.eval.report import Samples, build_report, markdown, write_report
@@ -310,7 +310,7 @@ def test_a_bag_corrupted_mid_file_keeps_what_was_scored(tmp_path, capsys):
     assert report["partial"].startswith(f"stopped after {report['frames']['evaluated']} of 40 frames")
     assert "**Partial report**" in (out / "report.md").read_text()
     # the player, which reads the whole bag before the first frame, says the same in one line
-    player = subprocess.run([sys.executable, "-m", "rtseg_ros.ros.player_node", "--ros-args", "-p",
+    player = subprocess.run([sys.executable, "-m", "rtseg_ros.ros.bag_player", "--ros-args", "-p",
                              f"bag:={tmp_path / 'bag'}"], capture_output=True, text=True, timeout=60)
     output = player.stdout + player.stderr
     assert player.returncode == 1 and "corrupt or truncated" in output and "Traceback" not in output

@@ -253,7 +253,7 @@ def test_replay_launch_paces_in_lockstep_unless_told_otherwise(launch_args):
 def test_launched_nodes_run_with_the_shipped_transport_profile(launch_args, path):
     """Every Node a launch file starts gets node_env(): the profile installed beside segment.yaml, unless
     transport_profile:=false or the user's environment names their own file."""
-    from rtseg_ros.ros.transport import PROFILE_ENV, PROFILE_ENVS, PROFILE_NAME
+    from rtseg_ros.ros.fastdds import PROFILE_ENV, PROFILE_ENVS, PROFILE_NAME
 
     config = str(ROOT / "config")
     for distro, name in (("kilted", PROFILE_ENVS[0]), ("jazzy", PROFILE_ENVS[1])):

@@ -112,8 +112,8 @@ def test_colcon_build(tmp_path):
 
 def test_readme_parameter_tables_are_current():
     params = pytest.importorskip("rtseg_ros.ros.params", reason="needs the ROS 2 message wheels")
-    from rtseg_ros.ros import evaluator_node, player_node
+    from rtseg_ros.ros import bag_player, evaluator_node
 
     readme = (ROOT / "README.md").read_text()
-    for table in (params.PARAMETERS, player_node.PARAMETERS, evaluator_node.PARAMETERS):
+    for table in (params.PARAMETERS, bag_player.PARAMETERS, evaluator_node.PARAMETERS):
         assert params.markdown_table(table) in readme, f"paste markdown_table() of {table[0].name}'s table into README"

@@ -22,11 +22,11 @@ from std_msgs.msg import String  # noqa: E402
 
 from rtseg_ros.data.synth import write_dataset  # noqa: E402
 from rtseg_ros.eval import cli as eval_cli  # noqa: E402
-from rtseg_ros.eval.bag import Frame, write_bag  # noqa: E402
+from rtseg_ros.data.rosbag import Frame, write_bag  # noqa: E402
 from rtseg_ros.models import build_model  # noqa: E402
 from rtseg_ros.ros.conversions import array_of, fill_image  # noqa: E402
 from rtseg_ros.ros.evaluator_node import Evaluator, frame_accounting  # noqa: E402
-from rtseg_ros.ros.player_node import check_pacing, schedule  # noqa: E402
+from rtseg_ros.ros.pacing import check_pacing, schedule  # noqa: E402
 
 import helpers  # noqa: E402
 
@@ -82,7 +82,7 @@ def small_frames(n, seed=0):
 
 
 def run_player(bag, *params, timeout=60):
-    command = [sys.executable, "-m", "rtseg_ros.ros.player_node", "--ros-args"]
+    command = [sys.executable, "-m", "rtseg_ros.ros.bag_player", "--ros-args"]
     for p in ([f"bag:={bag}"] if bag else []) + list(params):
         command += ["-p", p]
     return subprocess.run(command, env=env(), capture_output=True, text=True, timeout=timeout)

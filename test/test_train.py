@@ -25,13 +25,13 @@ from rtseg_ros.models import available_models, build_model, get_entry
 from rtseg_ros.models._common import load_backbone_weights
 from rtseg_ros.models.registry import ModelEntry, register
 from rtseg_ros.models import checkpoint as ckpt
-from rtseg_ros.train.checkpoint import rng_state, set_rng_state
 from rtseg_ros.train.cli import main
 from rtseg_ros.train.config import (RECIPES, DEFAULTS, SCHEMA, ConfigError, check_schema, load_yaml, merge,
                                     parse_override, resolve)
 from rtseg_ros.train.data import TrainSampler
 from rtseg_ros.train.losses import CrossEntropy, OhemCrossEntropy, SegmentationLoss
 from rtseg_ros.train.optim import lr_factor
+from rtseg_ros.train.rng_state import rng_state, set_rng_state
 from rtseg_ros.train.trainer import resolve_backbone_file
 from rtseg_ros.train.transforms import build_train_transform
 
@@ -595,8 +595,9 @@ def test_learning_proof_on_the_synthetic_set(tmp_path):
 
     from rtseg_ros.data.datasets import open_dataset
     from rtseg_ros.train.data import ValSet
-    from rtseg_ros.train.trainer import Runtime, evaluate
+    from rtseg_ros.train.distributed import Runtime
     from rtseg_ros.train.transforms import build_eval_transform
+    from rtseg_ros.train.validation import evaluate
 
     root = tmp_path / "synth"
     write_dataset(root, num=48, size=(64, 128), seed=0, val_num=12, progress=False)

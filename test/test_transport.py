@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rtseg_ros.ros.transport import PROFILE_ENV, PROFILE_ENVS, PROFILE_NAME, child_env, profile_env, shipped_profile
+from rtseg_ros.ros.fastdds import PROFILE_ENV, PROFILE_ENVS, PROFILE_NAME, child_env, profile_env, shipped_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "config" / PROFILE_NAME

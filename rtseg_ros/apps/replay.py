@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtseg_ros.common import parse_size
-from rtseg_ros.ros.player_node import PACINGS
+from rtseg_ros.ros.fastdds import child_env
+from rtseg_ros.ros.pacing import PACINGS
 from rtseg_ros.ros.qos import INPUT_QOS
-from rtseg_ros.ros.transport import child_env
 from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
 from rtseg_ros.topics import IMAGE_TOPIC
 
@@ -95,7 +95,7 @@ def commands(args: Replay) -> dict[str, list[str]]:
         node += ["-p", f"{name}:={value}" if value != "" else f"{name}:=''"]
     for extra in args.node_param:
         node += ["-p", extra]
-    player = [*python, "rtseg_ros.ros.player_node", "--ros-args", "-p", f"bag:={args.bag.resolve()}",
+    player = [*python, "rtseg_ros.ros.bag_player", "--ros-args", "-p", f"bag:={args.bag.resolve()}",
               "-p", f"pacing:={args.pacing}", "-p", f"rate_hz:={float(args.rate) if args.pacing == 'rate' else 0.0}",
               "-p", "wait_for_evaluator:=true",
               "-p", f"wait_for_subscribers:={2 if args.samples else 1}"]

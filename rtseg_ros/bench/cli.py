@@ -42,7 +42,7 @@ from rtseg_ros.bench.models import bench_models, models_table
 from rtseg_ros.bench.pipeline import bench_pipeline, pipeline_table
 from rtseg_ros.common import parse_size
 from rtseg_ros.models import available_models
-from rtseg_ros.ros.transport import profile_env
+from rtseg_ros.ros.fastdds import profile_env
 from rtseg_ros.runtime.backends import resolve_backend
 from rtseg_ros.runtime.choices import BACKENDS, PRECISIONS
 

@@ -75,22 +75,6 @@ def peak_rate(sizes=SIZES, outputs: tuple[str, ...] = ("labels",), node_params: 
                       bisections, bare) for size in sizes]
 
 
-def search_peak(passes, low_hz: float, high_hz: float, bisections: int) -> tuple[float | None, float | None]:
-    """(highest passing rate, lowest failing rate) of ``passes(rate)``: doubling from ``low_hz`` up to
-    ``high_hz``, then ``bisections`` geometric bisections of the bracket. None where no probe passed/failed."""
-    good, bad, rate = None, None, low_hz
-    while rate <= high_hz:
-        if not passes(rate):
-            bad = rate
-            break
-        good, rate = rate, 2 * rate
-    if good is not None and bad is not None:
-        for _ in range(bisections):
-            middle = (good * bad) ** 0.5
-            good, bad = (middle, bad) if passes(middle) else (good, middle)
-    return good, bad
-
-
 def peak_table(rows: list[dict]) -> str:
     max_drop = rows[0]["max_drop_pct"] if rows else 5.0
     lines = [f"| image | target | peak rate (< {max_drop:g} % lost) | limited by | p50 / p95 at peak (ms) | "

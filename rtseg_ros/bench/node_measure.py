@@ -35,7 +35,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from sensor_msgs.msg import Image
 
-from rtseg_ros.bench.node import search_peak
+from rtseg_ros.bench.peak import search_peak
 from rtseg_ros.data.encodings import DIRECT
 from rtseg_ros.common import ns_to_stamp, percentiles, rss_mib, stamp_to_ns
 from rtseg_ros.ros.diagnostics import status_name

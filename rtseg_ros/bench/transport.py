@@ -16,7 +16,7 @@ import sys
 from tqdm import tqdm
 
 from rtseg_ros.bench import SIZES
-from rtseg_ros.ros.transport import PROFILE_ENVS, profile_env
+from rtseg_ros.ros.fastdds import PROFILE_ENVS, profile_env
 
 RATES = {(480, 640): 30.0, (720, 1280): 30.0, (1024, 2048): 10.0}  # the camera rates the targets name
 CONFIGS = (  # (Fast DDS settings, subscription) pairs measured per size and reliability

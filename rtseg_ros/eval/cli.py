@@ -23,12 +23,12 @@ from tqdm import tqdm
 from ..data.datasets import DatasetLayoutError, open_dataset
 from ..data.encodings import to_rgb
 from ..data.labels import DATASET_NAMES, IGNORE_INDEX, DatasetInfo, get_dataset_info
+from ..data.rosbag import BagError, labelled_frames
 from ..fileio import write_bytes_atomic
 from ..runtime.segmenter import Segmenter
 from ..common import parse_size
 from ..runtime.choices import BACKENDS, PRECISIONS, resolve_device
 from ..topics import IMAGE_TOPIC, LABELS_TOPIC
-from .bag import BagError, labelled_frames
 from .metrics import ConfusionMatrix
 from .report import Samples, build_report, write_report
 

@@ -132,6 +132,19 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
     return write_atomic(path, lambda f: torch.save({"format": FORMAT, **checkpoint}, f))
 
 
+def make_checkpoint(*, model: str, model_options: dict, num_classes: int, aux: bool, dataset: dict,
+                    input_size: list[int], mean, std, state_dict: StateDict, optimizer: dict, scheduler: dict,
+                    scaler: dict, rng: dict, iteration: int, epoch: int, best_miou: float, config: dict) -> dict:
+    """The checkpoint ``rtseg-train`` saves (``save_checkpoint`` adds ``format``): the keys of the table above,
+    written here beside their reader. ``mean``/``std`` are stored as lists."""
+    return {
+        "model": model, "model_options": model_options, "num_classes": num_classes, "aux": aux, "dataset": dataset,
+        "input_size": input_size, "mean": list(mean), "std": list(std), "state_dict": state_dict,
+        "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "rng": rng, "iteration": iteration,
+        "epoch": epoch, "best_miou": best_miou, "config": config,
+    }
+
+
 def inference_checkpoint(checkpoint: dict) -> dict:
     """``checkpoint`` without what only resuming a training run needs (optimizer, scheduler, RNG state), its
     floating-point tensors stored in fp16: what the package ships, an eighth of the size. Loading copies

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from rtseg_ros.ros.player_node import PACINGS, check_pacing
+from rtseg_ros.ros.fastdds import PROFILE_NAME, profile_env
 from rtseg_ros.ros.params import PARAMETERS, Param, Value, check_value
-from rtseg_ros.ros.transport import PROFILE_NAME, profile_env
+from rtseg_ros.ros.pacing import PACINGS, check_pacing
 from rtseg_ros.topics import CLASS_INFO_TOPIC, IMAGE_TOPIC, PREDICTIONS_TOPIC
 
 NOT_GIVEN = ("", "''", '""')  # `model:=''` typed in a shell reaches launch as the two quote characters

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..data.datasets import DatasetLayoutError, open_dataset
 from ..data.labels import DATASET_NAMES
-from ..eval.bag import CITYSCAPES_RATE_HZ, BagError, Frame, bag_summary, cityscapes_intrinsics, write_bag
+from ..data.rosbag import CITYSCAPES_RATE_HZ, BagError, Frame, bag_summary, cityscapes_intrinsics, write_bag
 
 
 def parse_args(argv):

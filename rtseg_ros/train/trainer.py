@@ -3,15 +3,17 @@
 Everything that can be wrong with the inputs (config, model name, data folders, label files, resume
 checkpoint) is checked before the first iteration. Rank 0 alone writes the run folder:
 
-``config.yaml`` (resolved config), ``last.pt`` / ``best.pt`` (see :mod:`rtseg_ros.models.checkpoint`), ``train_log.csv``,
-``val_log.csv``, ``curves.png`` (both logs plotted) and ``tb/`` (TensorBoard).
+``config.yaml`` (resolved config), ``last.pt`` / ``best.pt`` (see :mod:`rtseg_ros.models.checkpoint`, whose
+``make_checkpoint`` makes them), ``train_log.csv``, ``val_log.csv``, ``curves.png`` (both logs plotted) and ``tb/``
+(TensorBoard).
+
+Beside it: the processes and their devices in ``train/distributed.py``, the run folder's logs in
+``train/runlog.py``, validation in ``train/validation.py``.
 """
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -21,58 +23,23 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data.datasets import DatasetLayoutError
-from ..data.labels import DatasetInfo, colorize, get_dataset_info
-from ..eval.metrics import ConfusionMatrix
-from ..fileio import atomic_path
-from ..models.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
+from ..data.labels import DatasetInfo, get_dataset_info
+from ..models.checkpoint import CheckpointError, check_compatible, load_checkpoint, make_checkpoint, save_checkpoint
 from ..models.registry import ModelEntry, build_model, get_entry
-from ..runtime.choices import resolve_device
-from .checkpoint import rng_state, set_rng_state
-from .config import ConfigError, save_yaml
-from .curves import plot_curves
+from .config import ConfigError
 from .data import DataCheckError, TrainSampler, TrainSet, ValSet, check_split, open_splits, worker_error_message
+from .distributed import Runtime, setup_runtime
 from .losses import build_loss
 from .optim import build_optimizer, build_scheduler
+from .rng_state import rng_state, set_rng_state
+from .runlog import RunLog, open_run_folder
 from .transforms import build_eval_transform, build_train_transform
-
-
-@dataclass
-class Runtime:
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_runtime(cfg: dict) -> Runtime:
-    """Pick the device and join the process group that ``torchrun`` describes in the environment."""
-    world_size, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    wanted = cfg["device"]
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("runtime.device is 'cuda' but no CUDA device is available")
-    if resolve_device(wanted) == "cuda":
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
-    else:
-        device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
-        backend = cfg["dist_backend"]
-        if backend == "auto":
-            backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend)
-    return Runtime(rank, world_size, device)
-
+from .validation import evaluate
 
 def resolve_backbone_file(value: str) -> str:
     """A torchvision-format weights file: a path, or a file name in torch's hub cache (never downloads)."""
@@ -92,101 +59,6 @@ def _autocast(runtime: Runtime, cfg: dict):
         return contextlib.nullcontext, False
     dtype = getattr(torch, cfg["amp_dtype"])
     return (lambda: torch.autocast(runtime.device.type, dtype=dtype)), dtype == torch.float16
-
-
-class RunLog:
-    """Rank 0's CSV files, TensorBoard writer and console (tqdm-safe) output; a no-op on other ranks."""
-
-    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool, class_names: tuple[str, ...]):
-        self.enabled, self.out_dir, self.class_names, self.writer = enabled, out_dir, class_names, None
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(out_dir / "tb")
-            except ImportError:
-                tqdm.write("tensorboard is not installed: no TensorBoard logs (CSV logs are still written)")
-
-    LOGS = ("train_log.csv", "val_log.csv")
-
-    def trim(self, iteration: int) -> None:
-        """Drop the rows logged after ``iteration`` (a resumed checkpoint's): a run killed after logging
-        but before its next checkpoint logs those iterations again when it resumes."""
-        for name in self.LOGS if self.enabled else ():
-            path = self.out_dir / name
-            if not path.exists():
-                continue
-            with path.open(newline="") as f:
-                header, *rows = list(csv.reader(f)) or [[]]
-            kept = [row for row in rows if row and int(row[0]) <= iteration]
-            if len(kept) < len(rows):
-                with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-                    csv.writer(f).writerows([header, *kept])
-
-    def _append_csv(self, name: str, header: list[str], row: list) -> None:
-        path = self.out_dir / name
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(header)
-            writer.writerow(row)
-
-    def train(self, iteration: int, epoch: int, loss: float, lr: float, images_per_s: float, elapsed: float) -> None:
-        if not self.enabled:
-            return
-        self._append_csv("train_log.csv", ["iteration", "epoch", "loss", "lr", "images_per_s", "elapsed_s"],
-                         [iteration, epoch, f"{loss:.6f}", f"{lr:.8g}", f"{images_per_s:.2f}", f"{elapsed:.1f}"])
-        if self.writer:
-            self.writer.add_scalar("train/loss", loss, iteration)
-            self.writer.add_scalar("train/lr", lr, iteration)
-            self.writer.add_scalar("train/images_per_s", images_per_s, iteration)
-
-    def val(self, iteration: int, epoch: int, summary: dict, images: list[np.ndarray]) -> None:
-        if not self.enabled:
-            return
-        ious = [summary["iou"][name] for name in self.class_names]
-        self._append_csv("val_log.csv", ["iteration", "epoch", "miou", "pixel_accuracy", *self.class_names],
-                         [iteration, epoch, f"{summary['miou']:.6f}", f"{summary['pixel_accuracy']:.6f}",
-                          *(f"{v:.6f}" for v in ious)])
-        if self.writer:
-            self.writer.add_scalar("val/miou", summary["miou"], iteration)
-            self.writer.add_scalar("val/pixel_accuracy", summary["pixel_accuracy"], iteration)
-            for name, value in zip(self.class_names, ious):
-                if not math.isnan(value):
-                    self.writer.add_scalar(f"val_iou/{name}", value, iteration)
-            for i, image in enumerate(images):
-                self.writer.add_image(f"val/prediction_{i}", image, iteration, dataformats="HWC")
-            self.writer.flush()
-        plot_curves(self.out_dir)
-
-    def close(self) -> None:
-        if self.writer:
-            self.writer.close()
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, runtime: Runtime, autocast, info,
-             num_images: int = 0) -> tuple[ConfusionMatrix, list[np.ndarray]]:
-    """Confusion matrix over the loader (all ranks' shards summed) and up to ``num_images`` pictures of
-    ground truth above prediction, coloured with the dataset palette."""
-    was_training = model.training
-    model.eval()
-    matrix = ConfusionMatrix(num_classes, device=runtime.device)
-    pictures = []
-    for images, labels, _ in loader:
-        images, labels = images.to(runtime.device), labels.to(runtime.device)
-        with autocast():
-            logits = model(images)
-        if logits.shape[-2:] != labels.shape[-2:]:  # eval input resized: score at label resolution
-            logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        prediction = logits.argmax(1)
-        matrix.update(prediction, labels)
-        for gt, pred in zip(labels, prediction):
-            if len(pictures) < num_images:
-                pictures.append(np.concatenate([colorize(gt.byte().cpu().numpy(), info),
-                                                colorize(pred.byte().cpu().numpy(), info)], axis=0))
-    model.train(was_training)
-    return matrix.all_reduce(), pictures
 
 
 def open_data(dcfg: dict, batch_size: int, runtime: Runtime):
@@ -381,22 +253,11 @@ def build_run(cfg: dict, out_dir: Path, runtime: Runtime, inputs: RunInputs) -> 
         raise ConfigError(f"nothing to do: the checkpoint is at iteration {start} and this run stops at {end} "
                           f"(train.iters/--max-iters, train.epochs or --stop-at)")
     log = open_run_folder(cfg, out_dir, runtime, inputs.info, resumed_at=start if checkpoint is not None else None)
-    return Run(cfg, out_dir, runtime, inputs, model, raw_model, channels_last, criterion, autocast, use_scaler,
-               scaler, optimizer, scheduler, sampler, loader, val_loader, iters_per_epoch, total, end, start,
-               best_miou, input_size, mean, std, log)
-
-
-def open_run_folder(cfg: dict, out_dir: Path, runtime: Runtime, info: DatasetInfo,
-                    resumed_at: int | None = None) -> RunLog:
-    """The run folder with the resolved config in it (rank 0), and the logs that go there (cut back to
-    the iteration the run resumes from)."""
-    if runtime.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, out_dir / "config.yaml")
-    log = RunLog(out_dir, runtime.is_main, cfg["log"]["tensorboard"], info.class_names)
-    if resumed_at is not None:
-        log.trim(resumed_at)
-    return log
+    return Run(cfg=cfg, out_dir=out_dir, runtime=runtime, inputs=inputs, model=model, raw_model=raw_model,
+               channels_last=channels_last, criterion=criterion, autocast=autocast, use_scaler=use_scaler,
+               scaler=scaler, optimizer=optimizer, scheduler=scheduler, sampler=sampler, loader=loader,
+               val_loader=val_loader, iters_per_epoch=iters_per_epoch, total=total, end=end, start=start,
+               best_miou=best_miou, input_size=input_size, mean=mean, std=std, log=log)
 
 
 # ---- the loop ------------------------------------------------------------------------------------------
@@ -506,14 +367,12 @@ def write_checkpoint(run: Run, loop: Loop, names: tuple[str, ...]) -> None:
     if not run.runtime.is_main:
         return
     inputs, iteration = run.inputs, loop.iteration
-    state = {
-        "model": inputs.entry.name, "model_options": inputs.model_options, "num_classes": inputs.info.num_classes,
-        "aux": inputs.aux, "dataset": inputs.info.to_dict(), "input_size": run.input_size, "mean": list(run.mean),
-        "std": list(run.std), "state_dict": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "rng": rng_state(),
-        "iteration": iteration, "epoch": iteration // run.iters_per_epoch, "best_miou": loop.best_miou,
-        "config": run.cfg,
-    }
+    state = make_checkpoint(
+        model=inputs.entry.name, model_options=inputs.model_options, num_classes=inputs.info.num_classes,
+        aux=inputs.aux, dataset=inputs.info.to_dict(), input_size=run.input_size, mean=run.mean, std=run.std,
+        state_dict=run.raw_model.state_dict(), optimizer=run.optimizer.state_dict(),
+        scheduler=run.scheduler.state_dict(), scaler=run.scaler.state_dict(), rng=rng_state(),
+        iteration=iteration, epoch=iteration // run.iters_per_epoch, best_miou=loop.best_miou, config=run.cfg)
     for name in names:
         save_checkpoint(state, run.out_dir / name)
 

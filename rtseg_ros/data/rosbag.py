@@ -24,8 +24,8 @@ from rosbags.rosbag2.errors import ReaderError
 from rosbags.typesys import Stores, get_typestore
 
 from ..common import cdr_byte_order, cdr_stamp, ns_to_stamp, stamp_to_ns
-from ..data.encodings import BadFrame, FrameDecoder
 from ..topics import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC
+from .encodings import BadFrame, FrameDecoder
 
 
 CITYSCAPES_RATE_HZ = 17.0  # Cityscapes' video sequences were recorded at about 17 Hz

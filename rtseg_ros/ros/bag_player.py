@@ -33,13 +33,13 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from rtseg_ros.common import stamp_to_ns
-from rtseg_ros.eval.bag import BagError, load_frames, restamped
+from rtseg_ros.data.rosbag import BagError, load_frames, restamped
 from rtseg_ros.ros.node_main import node_main
+from rtseg_ros.ros.pacing import PACINGS, check_pacing, schedule
 from rtseg_ros.ros.params import Param, declare
 from rtseg_ros.ros.qos import LATCHED_QOS, RELIABLE_QUEUE_QOS, player_qos
 from rtseg_ros.topics import CAMERA_INFO_TOPIC, IMAGE_TOPIC, LABELS_TOPIC, PREDICTIONS_TOPIC
 
-PACINGS = ("recorded", "rate", "lockstep")
 PARAMETERS = (
     Param("bag", "", "rosbag2 folder to replay (required)"),
     Param("pacing", "recorded", "recorded: the bag's timing; rate: rate_hz frames per second; lockstep: each "
@@ -71,22 +71,6 @@ def message_class(msgtype: str):
     """``sensor_msgs/msg/Image`` → the rclpy message class."""
     package, _, name = msgtype.split("/")
     return getattr(importlib.import_module(f"{package}.msg"), name)
-
-
-def check_pacing(pacing: str, rate_hz: float) -> str | None:
-    """Why ``pacing`` and ``rate_hz`` do not go together (None: they do)."""
-    if pacing == "rate" and rate_hz <= 0:
-        return "pacing:=rate needs rate_hz > 0"
-    if pacing != "rate" and rate_hz > 0:
-        return f"rate_hz is used only with pacing:=rate (pacing is {pacing})"
-    return None
-
-
-def schedule(log_times_ns: list[int], rate_hz: float) -> list[float]:
-    """Seconds after the start at which each frame is due: ``i / rate_hz``, or the recorded offsets (0)."""
-    if rate_hz > 0:
-        return [index / rate_hz for index in range(len(log_times_ns))]
-    return [(t - log_times_ns[0]) / 1e9 for t in log_times_ns]
 
 
 class BagPlayer(Node):
