@@ -81,8 +81,7 @@ def engine_runner(name: str, engine: str, size: tuple[int, int], cache_dir: str)
     x = torch.randn(1, 3, *size)
     torch.manual_seed(1)
     if engine == "eager":
-        network = build_model(name).eval()
-        network.upsample_logits = False
+        network = build_model(name, upsample_logits=False).eval()
         return lambda: network(x)
     if engine == "int8":
         if not importable("onnxruntime"):  # the quantizer

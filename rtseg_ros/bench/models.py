@@ -50,7 +50,6 @@ def bench_models(models: list[str], sizes: list[tuple[int, int]], device: str, p
 def _bench_model(name: str, sizes, device: str, precisions, graphs, seconds: float) -> list[dict]:
     rows = []
     eager = build_model(name).eval()
-    eager.upsample_logits = True
     folded, _ = fold_batchnorm(eager, torch.randn(1, 3, 128, 256))
     eager.to(device)
     paper = get_entry(name).paper

@@ -35,6 +35,7 @@ class NaiveLoop:
     def __init__(self, segmenter: Segmenter):
         # Its own copy of the network as built (BN unfolded, same weights, fp32) on the benchmark's device:
         # the Segmenter moves only its folded copy there, and must keep its own settings untouched.
+        # The Segmenter's network returns logits at its output stride; the naive loop's, at the frame's.
         self.model = copy.deepcopy(segmenter.loaded.model).eval().to(segmenter.device)
         self.model.upsample_logits = True
         self.mean, self.std = np.array(segmenter.loaded.mean), np.array(segmenter.loaded.std)

@@ -226,13 +226,14 @@ class WeightedModel:
 
 
 def build_with_weights(model: str | None = None, weights: str | Path | dict | None = None,
-                       num_classes: int | None = None, default_num_classes: int = 19) -> WeightedModel:
+                       num_classes: int | None = None, default_num_classes: int = 19,
+                       upsample_logits: bool = True) -> WeightedModel:
     """Build a network and load its weights, settling model and class count in one place (as torchvision's
     builders do): an rtseg_ros checkpoint names both, and ``model``/``num_classes``, when given, must agree
     with it; a published state_dict needs ``model`` and has ``num_classes`` classes (default
     ``default_num_classes``); no ``weights`` gives a randomly initialised ``model``.
 
-    ``weights`` is a file or an already read checkpoint dict."""
+    ``weights`` is a file or an already read checkpoint dict; ``upsample_logits`` is ``build_model``'s."""
     checkpoint = weights
     source = "checkpoint" if isinstance(weights, dict) else str(weights)
     if weights is not None and not isinstance(weights, dict):
@@ -243,7 +244,8 @@ def build_with_weights(model: str | None = None, weights: str | Path | dict | No
             raise CheckpointError(f"checkpoint model {checkpoint['model']!r} is not a registered model")
         check_compatible(checkpoint, model or checkpoint["model"], num_classes or checkpoint["num_classes"])
         name, classes = get_entry(checkpoint["model"]).name, int(checkpoint["num_classes"])
-        network = build_model(name, num_classes=classes, aux=False, **checkpoint["model_options"])
+        network = build_model(name, num_classes=classes, aux=False, upsample_logits=upsample_logits,
+                              **checkpoint["model_options"])
         state = load_weights(network, checkpoint["state_dict"], name, classes, allow_aux=bool(checkpoint["aux"]),
                              source=f"{source} (rtseg_ros checkpoint)", **checkpoint["model_options"])
         meta = {k: v for k, v in checkpoint.items() if k not in RESUME_KEYS}
@@ -251,7 +253,7 @@ def build_with_weights(model: str | None = None, weights: str | Path | dict | No
     if model is None:
         raise CheckpointError("no model given: name a model (e.g. model:=farsee) or pass an rtseg-train checkpoint")
     name, classes = get_entry(model).name, num_classes or default_num_classes
-    network = build_model(name, num_classes=classes)
+    network = build_model(name, num_classes=classes, upsample_logits=upsample_logits)
     state = None
     if checkpoint is not None:
         state = load_weights(network, state_dict_of(checkpoint, source), name, classes, source=source)

@@ -6,8 +6,8 @@ Model contract (every registered network follows it):
 * ``forward(x)`` takes ``B×3×H×W`` (any H, W) and returns
   - in eval mode, or in train mode with ``aux=False``: the main logits ``B×K×H×W``;
   - in train mode with ``aux=True``: a tuple ``(main, aux_1, ...)``, every entry ``B×K×H×W``.
-* ``model.upsample_logits`` (default ``True``): set it to ``False`` to get the main logits at the
-  network's output stride instead (``B×K×ceil(H/s)×ceil(W/s)``, roughly); the runtime then upsamples
+* ``model.upsample_logits`` (default ``True``; ``build_model(..., upsample_logits=False)`` sets it): ``False``
+  gives the main logits at the network's output stride instead (``B×K×ceil(H/s)×ceil(W/s)``, roughly); the runtime then upsamples
   itself, bilinearly with ``align_corners=model.logits_align_corners`` if the model sets it (CSFCN's
   head does), else ``False``. Auxiliary logits in training are always at input resolution.
 * ``aux=False`` builds no auxiliary heads at all (parameter counts then exclude them).
@@ -85,7 +85,11 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[key]
 
 
-def build_model(name: str, num_classes: int = 19, aux: bool = False, **options) -> nn.Module:
-    """Build a registered network. ``options`` override the entry's default builder options."""
+def build_model(name: str, num_classes: int = 19, aux: bool = False, upsample_logits: bool = True,
+                **options) -> nn.Module:
+    """Build a registered network. ``upsample_logits=False``: eval logits at the output stride (what the
+    runtime's engines run). ``options`` override the entry's default builder options."""
     entry = get_entry(name)
-    return entry.builder(num_classes=num_classes, aux=aux, **{**entry.options, **options})
+    network = entry.builder(num_classes=num_classes, aux=aux, **{**entry.options, **options})
+    network.upsample_logits = upsample_logits
+    return network

@@ -155,7 +155,9 @@ class Segmenter:
         check_precision(precision, backend,
                         torch.cuda.get_device_capability(self.device) if self.device.type == "cuda" else None)
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        self.loaded: LoadedModel = load_model(model, weights, dataset=dataset, num_classes=num_classes)
+        # logits at the output stride: the Segmenter upsamples itself, after choosing how
+        self.loaded: LoadedModel = load_model(model, weights, dataset=dataset, num_classes=num_classes,
+                                              upsample_logits=False)
         self.dataset: DatasetInfo = self.loaded.dataset
         self.input_size = tuple(input_size or self.loaded.input_size)
         self.keep_aspect, self.output_resolution, self.upsample = keep_aspect, output_resolution, upsample
@@ -168,7 +170,6 @@ class Segmenter:
         self.cpu_threads, self.openvino_device = cpu_threads or torch.get_num_threads(), openvino_device
 
         network = self.loaded.model.eval()
-        network.upsample_logits = False  # the Segmenter upsamples itself, after choosing how
         self._align_corners = bool(getattr(network, "logits_align_corners", False))
         if fold_bn:
             sample = torch.randn(1, 3, 128, 256)

@@ -48,12 +48,14 @@ def _dataset_from_checkpoint(meta: dict) -> DatasetInfo:
 
 
 def load_model(model: str | None, weights: str | Path | None, dataset: str = "cityscapes",
-               num_classes: int | None = None) -> LoadedModel:
+               num_classes: int | None = None, upsample_logits: bool = True) -> LoadedModel:
     """Build ``model`` and load ``weights``: an ``rtseg-train`` checkpoint (which names its model, classes,
     palette, input size and normalisation; ``model`` and ``num_classes`` may be left out) or a plain
-    state_dict the model zoo loads."""
+    state_dict the model zoo loads. ``upsample_logits=False``: the network returns logits at its output
+    stride (the Segmenter upsamples itself)."""
     info = get_dataset_info(dataset)
-    built = build_with_weights(model, weights, num_classes, default_num_classes=info.num_classes)
+    built = build_with_weights(model, weights, num_classes, default_num_classes=info.num_classes,
+                               upsample_logits=upsample_logits)
     meta, entry = built.meta, get_entry(built.name)
     if meta is not None:
         return LoadedModel(built.name, built.network, _dataset_from_checkpoint(meta["dataset"]),
