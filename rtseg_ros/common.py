@@ -25,13 +25,30 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def rss_mib(pid: int | str = "self") -> float:
-    """Resident memory of a process in MiB (Linux ``/proc``); this process by default."""
+def status_mib(key: str, pid: int | str = "self") -> float:
+    """A memory figure of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``, ...) in MiB (Linux); NaN if absent."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def rss_mib(pid: int | str = "self") -> float:
+    """Resident memory of a process in MiB (Linux ``/proc``); this process by default."""
+    return status_mib("VmRSS", pid)
+
+
+def cpuinfo_field(name: str) -> str | None:
+    """The first ``name`` line of ``/proc/cpuinfo`` (``model name``, ``flags``), its value; None if absent."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def percentiles(values: Iterable[float], qs: Iterable[float] = (50, 95)) -> dict[str, float]:

@@ -15,16 +15,9 @@ import gc
 import numpy as np
 import torch
 
+from rtseg_ros.common import status_mib
 from rtseg_ros.models import pretrained
 from rtseg_ros.runtime.segmenter import Segmenter
-
-
-def _status_mib(key: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"/proc/self/status has no {key}")
 
 
 def frame_growth_mib(segmenter: Segmenter, frame: np.ndarray, outputs: tuple[str, ...]) -> tuple[float, np.ndarray]:
@@ -32,9 +25,9 @@ def frame_growth_mib(segmenter: Segmenter, frame: np.ndarray, outputs: tuple[str
     gc.collect()
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")  # reset VmHWM to the current resident size
-    before = _status_mib("VmRSS")
+    before = status_mib("VmRSS")
     labels = segmenter(frame, "rgb8", outputs=outputs).labels.copy()
-    return _status_mib("VmHWM") - before, labels
+    return status_mib("VmHWM") - before, labels
 
 
 def bench_memory(model: str, sizes, backend: str = "torch", outputs: tuple[str, ...] = ("labels",),

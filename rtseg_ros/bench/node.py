@@ -10,10 +10,9 @@ runs; see ``rtseg_ros.bench.node_measure`` for the method.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from rtseg_ros.bench import SIZES
+from rtseg_ros.bench import SIZES, domain_id as bench_domain
 
 # Small and fast by default, so the figure is the node's own cost rather than the network's. Frames go
 # reliable: large best-effort frames between processes lose fragments with Fast DDS's default transports.
@@ -46,7 +45,7 @@ def bench_node(sizes=SIZES, rate_hz: float = 10.0, frames: int = 300, warmup: in
     from rtseg_ros.bench.node_measure import measure  # needs rclpy: imported only when run
 
     params = {**NODE_PARAMS, **(node_params or {})}
-    domain = int(os.environ.get("ROS_DOMAIN_ID", "0")) if domain_id is None else domain_id
+    domain = bench_domain(domain_id)
     rows = measure(tuple(sizes), rate_hz, frames, warmup, tuple(outputs), params, domain, bare)
     if json_path is not None:
         path = Path(json_path)
@@ -70,7 +69,7 @@ def peak_rate(sizes=SIZES, outputs: tuple[str, ...] = ("labels",), node_params: 
     from rtseg_ros.bench.node_measure import find_peak  # needs rclpy: imported only when run
 
     params = {**NODE_PARAMS, **(node_params or {})}
-    domain = int(os.environ.get("ROS_DOMAIN_ID", "0")) if domain_id is None else domain_id
+    domain = bench_domain(domain_id)
     return [find_peak(size, tuple(outputs), params, domain, probe_s, warmup, low_hz, high_hz, max_drop,
                       bisections, bare) for size in sizes]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
+from rtseg_ros.common import cpuinfo_field
 from rtseg_ros.data.datasets import open_dataset
 from rtseg_ros.eval.metrics import ConfusionMatrix
 from rtseg_ros.runtime.backends import importable
@@ -24,11 +25,7 @@ CPU_FLAGS = {"avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16", "amx_int8": "
 
 def cpu_precision_support() -> list[str]:
     """The reduced-precision instruction sets this CPU reports (empty where /proc/cpuinfo is absent)."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    except OSError:
-        return []
+    flags = (cpuinfo_field("flags") or "").split()
     return [name for flag, name in CPU_FLAGS.items() if flag in flags]
 
 

@@ -25,6 +25,7 @@ from lifecycle_msgs.srv import ChangeState
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from rtseg_ros.bench import domain_id as bench_domain
 from rtseg_ros.bench.node_measure import _running
 from rtseg_ros.common import ns_to_stamp, percentiles, rss_mib, stamp_to_ns
 from rtseg_ros.ros.qos import INPUT_QOS, OUTPUT_QOS
@@ -168,7 +169,7 @@ def _window(process: subprocess.Popen, camera: Camera, seconds: float) -> dict:
 def bench_lifecycle(node_params: dict, size=(480, 640), rate_hz: float = 15.0, seconds: float = 10.0,
                     settle_s: float = 3.0, domain_id: int | None = None) -> list[dict]:
     """One row per state of ``LIFECYCLE_PLAN``: state, transition time, RSS, CPU, answered frames."""
-    domain = int(os.environ.get("ROS_DOMAIN_ID", "0")) if domain_id is None else domain_id
+    domain = bench_domain(domain_id)
     camera = Camera(domain, size, rate_hz)
     rows = []
     try:
@@ -193,7 +194,7 @@ def bench_lifecycle(node_params: dict, size=(480, 640), rate_hz: float = 15.0, s
 def bench_points(node_params: dict, size=(480, 640), rate_hz: float = 10.0, seconds: float = 15.0,
                  settle_s: float = 5.0, domain_id: int | None = None) -> list[dict]:
     """Two rows, same node, same frames: ``~/labels`` only, then ``~/labels`` and ``~/points``."""
-    domain = int(os.environ.get("ROS_DOMAIN_ID", "0")) if domain_id is None else domain_id
+    domain = bench_domain(domain_id)
     camera = Camera(domain, size, rate_hz)
     params = {**node_params, "depth": f"{CAMERA}/depth"}
     rows = []

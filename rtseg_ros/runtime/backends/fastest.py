@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from rtseg_ros.common import cpuinfo_field
 from rtseg_ros.fileio import write_bytes_atomic
 from rtseg_ros.runtime.backends import cache, importable
 from rtseg_ros.runtime.choices import AUTO_ORDER, BACKEND_PRECISIONS
@@ -35,14 +36,7 @@ def candidates(precision: str) -> tuple[str, ...]:
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def engine_versions(names: tuple[str, ...]) -> dict[str, str]:
